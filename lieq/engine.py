@@ -1,0 +1,193 @@
+"""The Lie-derivative engine.
+
+For a network ``f`` and an image ``x`` the Lie derivative along generator ``g`` is (NOTES.md section 1)
+
+    L_g f(x) = d/dt [ T_out(-t) f(T_in(t) x) ] at t = 0 = J_f(x) v_g - (output action of g on f(x)),
+
+with ``v_g = d/dt T_in(t) x |_{t=0}`` (:func:`lieq.image_model.lie_action`).  For an invariant output (logits,
+probabilities, pooled vectors) ``T_out`` is the identity and ``L_g f(x) = J_f(x) v_g``, a Jacobian-vector product.
+For an equivariant (image-like) output ``T_out`` is the same transformation acting on the feature map, and its
+derivative is subtracted.
+
+Two independent implementations:
+
+``method="forward"`` (default)
+    Forward-mode autodiff (``torch.func.jvp``) with the tangents of all generators vectorised by ``torch.func.vmap``,
+    so the primal computation is done once and each generator adds one tangent pass (about ``1 + G`` forward-pass
+    equivalents).  Where a model's operations cannot be vmapped (in-place updates of primal tensors, some custom
+    kernels), it falls back to forward-mode on a batch that repeats the images once per generator.
+``method="double_backward"``
+    The original code's Jacobian-vector product: ``t`` is a scalar that requires grad, ``y = f(T(t) x)`` is built
+    through the finite warp, and ``d y / d t`` is obtained with two reverse passes (the "double-backward trick").
+    One generator at a time.  It is the test oracle and the benchmark baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ._fast_jvp import fast_jvp_rules
+from .image_model import Generator, feature_layout, lie_action, resolve_generators, transform
+
+__all__ = ["autodiff_ready", "lie_derivative", "resolve_output"]
+
+OUTPUTS = ("invariant", "equivariant", "auto")
+METHODS = ("forward", "double_backward")
+
+
+@contextlib.contextmanager
+def autodiff_ready(module: nn.Module | None) -> Iterator[None]:
+    """Make a model differentiable in forward mode and twice in reverse mode, for the duration of the block.
+
+    * timm attention modules read ``self.fused_attn`` at call time; fused scaled-dot-product kernels have neither
+      forward-mode AD nor double backward, so it is switched off (and restored afterwards);
+    * ``scaled_dot_product_attention`` called directly is restricted to the composite "math" backend;
+    * in-place activations (``inplace=True``) are made out-of-place, so that vmapped tangents can flow through them.
+    """
+    saved: list[tuple[nn.Module, str, object]] = []
+    if module is not None:
+        for m in module.modules():
+            if getattr(m, "fused_attn", None) is True:
+                saved.append((m, "fused_attn", True))
+                m.fused_attn = False
+            if getattr(m, "inplace", None) is True:
+                saved.append((m, "inplace", True))
+                m.inplace = False
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        sdpa: contextlib.AbstractContextManager = sdpa_kernel(SDPBackend.MATH)
+    except ImportError:  # pragma: no cover - older torch
+        sdpa = contextlib.nullcontext()
+    try:
+        with sdpa:
+            yield
+    finally:
+        for m, name, value in saved:
+            setattr(m, name, value)
+
+
+def resolve_output(output: str, shape: Sequence[int]) -> str:
+    """``"invariant"`` or ``"equivariant"``; ``"auto"`` decides from the output shape (NOTES.md section 2)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output == "auto":
+        return "invariant" if feature_layout(shape) == "invariant" else "equivariant"
+    if output == "equivariant" and feature_layout(shape) == "invariant":
+        raise ValueError(f"output of shape {tuple(shape)} is not image-like, so it cannot be treated as equivariant")
+    return output
+
+
+def _jvp_vmapped(f: Callable[[Tensor], Tensor], x: Tensor, tangents: Tensor) -> tuple[Tensor, Tensor]:
+    def one(v: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.func.jvp(f, (x,), (v,))
+
+    return torch.func.vmap(one, in_dims=0, out_dims=(None, 0))(tangents)
+
+
+def _jvp_repeated(f: Callable[[Tensor], Tensor], x: Tensor, tangents: Tensor) -> tuple[Tensor, Tensor]:
+    g, b = tangents.shape[0], x.shape[0]
+    xs = x.repeat(g, *([1] * (x.dim() - 1)))
+    y, jv = torch.func.jvp(f, (xs,), (tangents.reshape(g * b, *x.shape[1:]),))
+    return y[:b], jv.reshape(g, b, *jv.shape[1:])
+
+
+def jvp_many(
+    f: Callable[[Tensor], Tensor],
+    x: Tensor,
+    tangents: Tensor,
+    vectorize: str = "auto",
+    tangent_batch: int | None = 32,
+) -> tuple[Tensor, Tensor]:
+    """``f(x)`` and ``J_f(x) v`` for each tangent ``v`` in ``tangents`` (shape ``(G, *x.shape)``).
+
+    ``vectorize="vmap"`` shares the primal pass across tangents; ``"repeat"`` repeats the batch once per tangent;
+    ``"auto"`` tries vmap and falls back to repeat when an operation has no batching rule.  ``tangent_batch`` caps
+    the number of tangent images processed together (``G * B`` in one pass is memory-bound on CPUs); tangents are
+    split into chunks of ``max(1, tangent_batch // B)`` generators, each chunk repeating the primal pass.
+    """
+    chunk = len(tangents) if tangent_batch is None else max(1, tangent_batch // max(1, x.shape[0]))
+    outputs: list[Tensor] = []
+    y = None
+    for part in tangents.split(chunk):
+        if vectorize == "repeat":
+            y, jv = _jvp_repeated(f, x, part)
+        else:
+            try:
+                y, jv = _jvp_vmapped(f, x, part)
+            except (RuntimeError, NotImplementedError, ValueError):
+                if vectorize == "vmap":
+                    raise
+                vectorize = "repeat"
+                y, jv = _jvp_repeated(f, x, part)
+        outputs.append(jv)
+    return y, torch.cat(outputs)  # type: ignore[return-value]
+
+
+def _forward(
+    f: Callable[[Tensor], Tensor],
+    x: Tensor,
+    gens: list[Generator],
+    output: str,
+    image_model: str,
+    vectorize: str,
+    tangent_batch: int | None,
+) -> Tensor:
+    tangents, x0 = lie_action(x, gens, image_model, return_primal=True)
+    with torch.no_grad(), fast_jvp_rules():
+        y, jv = jvp_many(f, x0, tangents, vectorize, tangent_batch)
+    if resolve_output(output, y.shape) == "equivariant":
+        jv = jv - lie_action(y.detach(), gens, image_model)
+    return jv
+
+
+def _double_backward(
+    f: Callable[[Tensor], Tensor], x: Tensor, gens: list[Generator], output: str, image_model: str
+) -> Tensor:
+    x = x.detach()
+    results = []
+    with torch.enable_grad():
+        for g in gens:
+            t = torch.zeros(1, dtype=x.dtype, device=x.device, requires_grad=True)
+            y = f(transform(x, g, t, image_model)[0])
+            if resolve_output(output, y.shape) == "equivariant":
+                y = transform(y, g, -t, image_model)[0]
+            u = torch.ones_like(y, requires_grad=True)
+            (u_dy_dt,) = torch.autograd.grad(y, t, u, create_graph=True)
+            (dy_dt,) = torch.autograd.grad(u_dy_dt, u, torch.ones_like(u_dy_dt))
+            results.append(dy_dt.detach())
+    return torch.stack(results)
+
+
+def lie_derivative(
+    f: Callable[[Tensor], Tensor],
+    x: Tensor,
+    generators: str | Sequence[str] = "e2e",
+    output: str = "invariant",
+    method: str = "forward",
+    image_model: str = "bilinear",
+    vectorize: str = "auto",
+    tangent_batch: int | None = 32,
+) -> Tensor:
+    """Lie derivatives ``L_g f(x)`` for each generator: returns ``(G, *f(x).shape)``.
+
+    ``f`` maps a batch ``x`` (images ``(B, C, H, W)`` or tokens ``(B, N, C)``) to a batch of outputs.  ``output``
+    is ``"invariant"`` (``T_out`` = identity), ``"equivariant"`` (the output is transformed back) or ``"auto"``
+    (decided from the output's shape).  ``method`` is ``"forward"`` or ``"double_backward"`` (module docstring).
+    The units are those of the generator's parameter ``t`` (half image widths for translations, radians for
+    rotations).  ``vectorize`` and ``tangent_batch`` tune the forward method (:func:`jvp_many`).  If ``f`` is an
+    ``nn.Module`` it is made autodiff-ready (:func:`autodiff_ready`) for the call.
+    """
+    gens = resolve_generators(generators)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    with autodiff_ready(f if isinstance(f, nn.Module) else None):
+        if method == "forward":
+            return _forward(f, x, gens, output, image_model, vectorize, tangent_batch)
+        return _double_backward(f, x, gens, output, image_model)
