@@ -13,7 +13,7 @@ Two operations are provided for every generator of :data:`GENERATORS`:
 * :func:`lie_action` -- the infinitesimal action ``d/dt T(t) x |_{t=0}``, computed by forward-mode autodiff through
   exactly the same sampler, so that it is the derivative of the finite transformation of the chosen image model.
 
-Image models (:data:`IMAGE_MODELS`):
+Image models (:data:`IMAGE_MODELS`, and the band-limited :data:`BAND_LIMITED_IMAGE_MODELS`):
 
 ``bilinear``  (default; paper-compatible)
     Gather-based bilinear interpolation computed with the original code's arithmetic: coordinates from
@@ -27,6 +27,16 @@ Image models (:data:`IMAGE_MODELS`):
 ``central``
     Catmull-Rom (Keys, a = -1/2) bicubic interpolation.  Its derivative at the pixel centres is the central
     difference ``(x[k+1] - x[k-1]) / 2``, the mean of the two one-sided derivatives, independent of rounding.
+
+``fourier``
+    Band-limited (trigonometric) interpolation of the mirror-extended image: the image is extended evenly about its
+    edge pixel centres (period ``2 (W - 1)`` pixels, the same reflection as the other models) and represented by its
+    DCT-I series ``x(u, v) = sum_{k,l} c_{kl} cos(pi k (u + 1) / 2) cos(pi l (v + 1) / 2)``.  Finite warps evaluate
+    this series at the sample points (exact band-limited resampling, cost ``O(H W)`` per output pixel and channel,
+    so meant for small images and feature maps).  The infinitesimal action is computed spectrally, without
+    resampling: ``d/dt x(A(t) p) = grad x(p) . (A'(0) p)`` with ``grad x`` from FFT differentiation of the even
+    extension (the Nyquist term differentiates to zero, as does the series on the grid).  The two agree to float
+    precision.
 
 Token tensors ``(B, N, C)`` with ``N = s^2 + k``, ``k in {0, 1, 2}``, are handled as an ``s x s`` grid in
 row-major order with ``k`` leading invariant tokens (class / distillation tokens), which no transformation changes.
@@ -43,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "BAND_LIMITED_IMAGE_MODELS",
     "GENERATORS",
     "IMAGE_MODELS",
     "Generator",
@@ -301,11 +312,83 @@ def _bicubic(image: Tensor, grid: Tensor) -> Tensor:
     return out.reshape(n, c, *grid.shape[1:3])
 
 
+def _dct1_coefficients(image: Tensor, dim: int) -> Tensor:
+    """Coefficients ``c_k`` of ``x_i = sum_k c_k cos(pi k i / (N - 1))`` along ``dim`` (DCT-I, even extension)."""
+    n = image.shape[dim]
+    if n == 1:
+        return image
+    inner = image.narrow(dim, 1, n - 2).flip(dim)
+    spectrum = torch.fft.rfft(torch.cat([image, inner], dim=dim), dim=dim).real  # length n along dim
+    weight = torch.full((n,), 1.0 / (n - 1), dtype=image.dtype, device=image.device)
+    weight[0] = weight[-1] = 0.5 / (n - 1)
+    shape = [1] * image.dim()
+    shape[dim] = n
+    return spectrum * weight.reshape(shape)
+
+
+def _fourier(image: Tensor, grid: Tensor) -> Tensor:
+    """Evaluate the DCT-I series of ``image`` (the ``fourier`` image model) at normalised grid points."""
+    n, c, h, w = image.shape
+    coeff = _dct1_coefficients(_dct1_coefficients(image, 3), 2)  # (n, c, h, w)
+    pts = grid.reshape(n, -1, 2)
+    kx = torch.arange(w, dtype=image.dtype, device=image.device)
+    ky = torch.arange(h, dtype=image.dtype, device=image.device)
+    ex = torch.cos(math.pi * (pts[..., 0:1] + 1) / 2 * kx)  # (n, P, w)
+    ey = torch.cos(math.pi * (pts[..., 1:2] + 1) / 2 * ky)  # (n, P, h)
+    rows = torch.einsum("nclk,npl->ncpk", coeff, ey)
+    out = torch.einsum("ncpk,npk->ncp", rows, ex)
+    return out.reshape(n, c, *grid.shape[1:3])
+
+
+def _spectral_gradient(image: Tensor, dim: int) -> Tensor:
+    """Derivative along ``dim`` in normalised units (per half extent) by FFT of the even extension."""
+    n = image.shape[dim]
+    if n == 1:
+        return torch.zeros_like(image)
+    period = 2 * (n - 1)
+    inner = image.narrow(dim, 1, n - 2).flip(dim)
+    spectrum = torch.fft.rfft(torch.cat([image, inner], dim=dim), dim=dim)
+    freq = torch.fft.rfftfreq(period, dtype=image.dtype, device=image.device) * (2 * math.pi)
+    freq[-1] = 0.0  # the Nyquist cosine has zero derivative on the grid
+    shape = [1] * image.dim()
+    shape[dim] = freq.shape[0]
+    deriv = torch.fft.irfft(spectrum * (1j * freq).reshape(shape), n=period, dim=dim).narrow(dim, 0, n)
+    return deriv * ((n - 1) / 2)
+
+
+def _fourier_lie_action(x: Tensor, gens: list[Generator]) -> Tensor:
+    """Spectral infinitesimal action of the ``fourier`` image model: ``(G, *x.shape)``."""
+    layout = feature_layout(x.shape)
+    if layout == "tokens":
+        b, n, c = x.shape
+        s, k = token_grid(n)  # type: ignore[misc]
+        img = x[:, k:].reshape(b, s, s, c).permute(0, 3, 1, 2)
+        act = _fourier_lie_action(img, gens)  # (G, B, C, s, s)
+        tokens = act.permute(0, 1, 3, 4, 2).reshape(len(gens), b, s * s, c)
+        return torch.cat([torch.zeros_like(x[:, :k]).expand(len(gens), b, k, c), tokens], dim=2)
+    if layout != "image":
+        raise ValueError(f"cannot resample a tensor of shape {tuple(x.shape)}: expected images or tokens")
+    b, c, h, w = x.shape
+    du = _spectral_gradient(x, 3)
+    dv = _spectral_gradient(x, 2)
+    out = []
+    for g in gens:
+        if not g.spatial:
+            out.append(x)
+            continue
+        zero = torch.zeros(1, dtype=x.dtype, device=x.device)
+        _, velocity = torch.func.jvp(g.affine, (zero,), (torch.ones_like(zero),))  # A'(0), (1, 2, 3)
+        field = F.affine_grid(velocity, [1, 1, h, w], align_corners=True)[0]  # (h, w, 2): A'(0) p
+        out.append(du * field[..., 0] + dv * field[..., 1])
+    return torch.stack(out)
+
+
 _SAMPLERS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "bilinear": lambda img, grid: _bilinear(img, grid, torch.floor),
     "bilinear_forward": lambda img, grid: _bilinear(img, grid, _snap(0.0)),
     "bilinear_backward": lambda img, grid: _bilinear(img, grid, _snap(-1.0)),
     "central": _bicubic,
+    "fourier": _fourier,
 }
 
 #: Names of the image models, with a one-line description each.
@@ -314,6 +397,13 @@ IMAGE_MODELS: dict[str, str] = {
     "bilinear_forward": "bilinear; forward difference at every pixel centre",
     "bilinear_backward": "bilinear; backward difference at every pixel centre",
     "central": "Catmull-Rom bicubic; central difference at pixel centres",
+}
+
+#: Band-limited (global) image models, accepted wherever an image model name is.  Kept apart from the local
+#: interpolants of :data:`IMAGE_MODELS`: properties such as "a linear ramp has a constant derivative" hold for
+#: those but not for a band-limited model (the ramp's even extension is a triangle wave, not band-limited).
+BAND_LIMITED_IMAGE_MODELS: dict[str, str] = {
+    "fourier": "band-limited DCT-I (mirror-extended trigonometric) interpolation; spectral derivative",
 }
 
 
@@ -395,6 +485,9 @@ def lie_action(
     """
     gens = list(generators) if _is_generator_list(generators) else resolve_generators(generators)  # type: ignore[arg-type]
     x = x.detach()
+    if image_model == "fourier":  # spectral, no resampling (the sampled series interpolates x exactly at t = 0)
+        action = _fourier_lie_action(x, gens)
+        return (action, x) if return_primal else action
     out: list[Tensor | None] = [x if not g.spatial else None for g in gens]  # d/dt (1 + t) x = x
     primal = x
     spatial = [i for i, g in enumerate(gens) if g.spatial]

@@ -1,0 +1,66 @@
+"""The CIFAR-10 ResNets: architecture, strict checkpoint loading, accuracy on the JPEG test images, LEE."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lieq.cifar import CheckpointError, cifar_resnet, lee_vs_depth, load_checkpoint, load_cifar_folder
+from lieq.cifar import accuracy as top1
+
+
+@pytest.fixture(scope="module")
+def cifar(shared_data):
+    weights, images = shared_data / "cifar10-resnet", shared_data / "cifar10-test"
+    if not weights.is_dir() or not images.is_dir():
+        pytest.skip("CIFAR-10 checkpoints or test images are absent from ../shared/data")
+    x, y, ids = load_cifar_folder(images)
+    return weights, x, y, ids
+
+
+@pytest.mark.parametrize("depth, params", [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018)])
+def test_architecture_sizes(depth, params):
+    model, source = cifar_resnet(depth, "random", seed=1)
+    assert source == "random:seed=1"
+    assert sum(p.numel() for p in model.parameters()) == params  # He et al.: 0.27M / 0.46M / 0.66M / 0.85M
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_bad_checkpoints_are_refused(tmp_path):
+    model, _ = cifar_resnet(20)
+    with pytest.raises(CheckpointError, match="no resnet20"):
+        load_checkpoint(model, tmp_path)
+    other, _ = cifar_resnet(32)
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in other.state_dict().items()}}, tmp_path / "resnet20-deadbeef.th"
+    )
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(model, tmp_path)
+
+
+def test_resnets_load_strictly_and_reach_80_percent(cifar):
+    """ResNet-20 on all 10,000 JPEG test images; 32/44/56 on a seeded 2,000-image subset (CPU time)."""
+    weights, x, y, _ = cifar
+    assert len(x) == 10_000 and x.shape[1:] == (3, 32, 32)
+    torch.manual_seed(0)
+    subset = torch.randperm(len(x))[:2000]
+    for depth in (20, 32, 44, 56):
+        model, source = cifar_resnet(depth, weights)
+        assert source.startswith("file:") and f"resnet{depth}-" in source
+        images, labels = (x, y) if depth == 20 else (x[subset], y[subset])
+        acc = top1(model, images, labels, batch_size=500)
+        assert acc >= 0.80, (depth, acc)
+        if depth == 20:
+            assert acc == pytest.approx(0.8103, abs=0.002)  # measured on the full JPEG test set
+
+
+def test_lee_table(cifar):
+    weights, x, y, ids = cifar
+    table = lee_vs_depth(x[:4], y[:4], ids[:4], depths=(20,), weights=weights, generators="translate_x,rotate")
+    assert (
+        len(table) == 8
+        and (table.mean_abs > 0).all()
+        and set(table.weights) == {f"file:{weights}/resnet20-12fca82f.th"}
+    )
+    rand = lee_vs_depth(x[:2], y[:2], ids[:2], depths=(20,), seeds=(0, 1), generators="translate_x")
+    assert list(rand.seed) == [0, 0, 1, 1] and rand.mean_abs.nunique() == 4
