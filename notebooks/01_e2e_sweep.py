@@ -1,0 +1,96 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · End-to-end sweep: the LEE of every model
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/OWNER/lieq/blob/main/notebooks/01_e2e_sweep.ipynb)
+#
+# The end-to-end Local Equivariance Error (NOTES.md section 1): for each model and image, the Lie derivative of the
+# softmax output along each of the original's end-to-end generators (translate_x/y, rotate, shear_x/y, stretch_x/y,
+# saturate), summarised per image as `mean_abs` = mean over classes of |L p| (the original code's statistic, the
+# y axis of the paper's Fig. 1 right) and `mean_sq`.  The runner stores one result per (model, configuration),
+# resumes after interruptions and records failures; a finished run is not recomputed.
+
+# %%
+# On Colab: install lieq with its compute extras (the runtime's GPU is picked by DEVICE = "auto").
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lieq[dev] @ git+https://github.com/OWNER/lieq"],
+                   check=True)  # fmt: skip
+
+# %% tags=["parameters"]
+PRESET = "embedded"  # embedded (here: CPU, offline, real weights) | smoke (tests) | paper-core | paper (GPU + hub)
+MODELS = None  # None: the preset's models (a preset name or comma-separated timm tags)
+WEIGHTS = None  # None: the preset's (pip | hub | random | file:PATH)
+DATA = None  # None: ../shared/data/imagenet-sample if present, else the imagenet-sample download
+N_IMAGES = None  # None: the preset's (100 end to end, 20 layerwise)
+PROBES = None  # None: the preset's (100)
+DEVICE = "auto"  # auto | cpu | cuda
+RUN = None  # None: the preset's run name (results go to data/results/<run>/)
+RESULTS_ROOT = None  # None: data/results (or $LIEQ_RESULTS)
+SMOKE = False  # tiny random models, two images, CPU: for the tests
+
+# %%
+import os
+
+from lieq.pipeline import settings
+
+S = settings(PRESET, models=MODELS, weights=WEIGHTS, data=DATA, n_images=N_IMAGES, probes=PROBES, device=DEVICE,
+             run=RUN, root=RESULTS_ROOT, smoke=SMOKE)  # fmt: skip
+if S.root:
+    os.environ["LIEQ_RESULTS"] = S.root
+S
+
+# %%
+from lieq import figures, results
+from lieq.pipeline import check_sweep
+from lieq.runner import run_sweep
+
+summary = check_sweep(run_sweep("e2e", S.models, weights=S.weights, data=S.data, n_images=S.n_images, run=S.run,
+                                device=S.device, input_size=S.input_size))  # fmt: skip
+summary
+
+# %% [markdown]
+# Out-of-distribution images (the same models on CIFAR test images upsampled to each model's input size; paper:
+# CIFAR-100), stored as run `<run>-ood`, and the random-initialisation sweep of the architectures (one image per
+# model, each at its own input size: the architecture's prior), stored as run `random-init`, when the preset asks
+# for them.
+
+# %%
+if S.ood_data:
+    check_sweep(run_sweep("e2e", S.models, weights=S.weights, data=S.ood_data, n_images=S.ood_images,
+                          run=f"{S.run}-ood", device=S.device, input_size=S.input_size))  # fmt: skip
+if S.random_models:
+    check_sweep(run_sweep("e2e", S.random_models, weights="random", data=S.data, n_images=1, run="random-init",
+                          device=S.device))  # fmt: skip
+
+# %% [markdown]
+# Per model and generator: the mean LEE over images, its standard error, and top-1 on the same images.
+
+# %%
+e2e = results.load(S.run, "e2e")
+e2e = e2e[e2e["model"].isin(summary.computed + summary.skipped)]
+table = figures.per_model(e2e)
+table.pivot(index="model", columns="generator", values="lee").round(4)
+
+# %% [markdown]
+# Translation LEE vs accuracy (the paper's Fig. 1 right, here for the models of this run).  The paper found, over
+# several hundred models, that more accurate models tend to be more equivariant (R^2 = 0.333).
+
+# %%
+if "correct" in e2e and not (e2e["weights"].map(figures.weights_kind) == "random").all():
+    figures.use_style()
+    figures.lee_vs_accuracy(e2e)

@@ -1,0 +1,194 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Figures, from the cached results
+#
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/OWNER/lieq/main?labpath=notebooks%2F05_figures.ipynb)
+#
+# Every figure of the compendium, drawn from the result store (`data/results/`) by the plotting functions of
+# `lieq.figures`: no torch, no GPU, no network (`make figures` runs this notebook in a light environment).  Each
+# cell draws one figure, saves `figures/<name>.pdf` and `.png`, and records the data behind it; a figure whose data
+# are not in the selected runs is skipped with the reason, never drawn from placeholder numbers.  The index is
+# `figures/README.md`.
+
+# %% tags=["parameters"]
+RUN = "embedded"  # main run of trained models (embedded here; paper-core / paper from a GPU)
+RANDOM_RUN = "random-init"  # random-initialisation sweep
+OUT_DIR = None  # None: figures/ of the checkout
+RESULTS_ROOT = None  # None: data/results (or $LIEQ_RESULTS)
+
+# %%
+import time
+
+from lieq.figure_index import FIGURES, FigureContext
+
+t0 = time.perf_counter()
+ctx = FigureContext(run=RUN, random_run=RANDOM_RUN, root=RESULTS_ROOT, **({"out_dir": OUT_DIR} if OUT_DIR else {}))
+
+
+def show(name: str) -> None:
+    """Draw one figure of the index, display it, and print what it is based on (or why it is skipped)."""
+    import matplotlib.pyplot as plt
+
+    o = ctx.draw(name, close=False)
+    if o.status == "drawn":
+        plt.show()
+        print(f"{name}: {o.data}")
+    else:
+        print(f"{name}: SKIPPED - {o.reason}")
+
+
+# %% [markdown]
+# ## Primer
+# Fig. 1 (left): the Lie derivative of a trained classifier on a real photograph.  Transform the input along the
+# rotation orbit, apply the network, differentiate at t = 0.  With the paper's bilinear image model the orbit has a
+# kink at t = 0 and the autodiff derivative is a rounding-dependent mix of one-sided derivatives (NOTES.md
+# section 8); the smooth `central` image model gives a derivative the finite differences converge to.
+
+# %%
+show("fig1_left_lie_derivative")
+
+# %%
+show("primer_lie_fields")
+
+# %%
+show("primer_finite_differences")
+
+# %% [markdown]
+# The generators: how each moves the image content (`saturate` scales the pixel values instead).
+
+# %%
+show("generator_flow_fields")
+
+# %% [markdown]
+# ## End-to-end LEE and accuracy
+# Fig. 1 (right): translation LEE vs top-1 on the same images.  The paper's claim, over ~480 models: more accurate
+# models are more equivariant (R^2 = 0.333).  With the shipped `embedded` run (three EfficientNet-Lite models) the
+# figure shows the measurement, not the trend: three points cannot support a regression.
+
+# %%
+show("fig1_right_lee_vs_accuracy")
+
+# %%
+show("lee_vs_accuracy_by_generator")
+
+# %%
+show("lee_vs_params")
+
+# %%
+show("lee_by_pretraining_data")
+
+# %%
+show("lee_by_training")
+
+# %% [markdown]
+# ## Layerwise attribution
+# Fig. 1 (centre) and Fig. 4: cumulative layer contributions in execution order, coloured by category.  The paper:
+# in CNNs non-linearities and downsampling dominate; in ViTs and Mixers the patch embedding is the largest single
+# term.  Similar per-layer shares across transformations point to a common cause (aliasing).
+
+# %%
+show("fig1_centre_cumulative_layerwise")
+
+# %%
+show("fig4a_cumulative_cnn")
+
+# %%
+show("fig4b_cumulative_vit_mixer")
+
+# %%
+show("fig4c_layer_shares_by_generator")
+
+# %%
+show("fig4d_layerwise_lee_vs_eqt")
+
+# %% [markdown]
+# ## Baselines, distribution shift, training data
+# The paper argues the LEE measures equivariance better than finite metrics; here both are compared on the same
+# images.  Out of distribution the paper reports an equivariance gap.
+
+# %%
+show("lee_vs_baselines")
+
+# %%
+show("ood_vs_id")
+
+# %%
+show("imagenet_train_vs_val")
+
+# %% [markdown]
+# ## New: what training adds, and how much of the LEE is the image model
+# LEE at random initialisation (the architecture's prior) vs trained, and the sensitivity of the LEE to the choice
+# of continuous image model (NOTES.md section 8).
+
+# %%
+show("random_vs_trained")
+
+# %%
+show("random_init_prior")
+
+# %%
+show("image_model_sensitivity")
+
+# %%
+show("image_model_sensitivity_random_init")
+
+# %% [markdown]
+# ## Aliasing: the paper's explanation, measured
+# Single layers on band-limited signals: a linear pointwise map has zero Lie derivative at every frequency, while
+# pointwise non-linearities and strided downsampling create errors that grow as the input approaches Nyquist, and
+# anti-aliased (blurred) downsampling creates less.  The mechanism: the non-linearity's output has power above
+# Nyquist, which folds back on the pixel grid.
+
+# %%
+show("aliasing_single_layers")
+
+# %%
+show("aliasing_single_layers_natural")
+
+# %%
+show("aliasing_spectra")
+
+# %% [markdown]
+# Whole networks: smoother inputs (low-passed) and anti-aliased architectures (BlurPool), and the layer-category
+# shares under each image model (do the paper's conclusions about which layers dominate survive a change of image
+# model?).
+
+# %%
+show("lee_vs_input_lowpass")
+
+# %%
+show("layer_shares_vs_input_lowpass")
+
+# %%
+show("blurpool_vs_plain")
+
+# %%
+show("layer_shares_by_image_model")
+
+# %% [markdown]
+# A trained family of increasing depth that we can verify here: the CIFAR-10 ResNets, trained vs random.
+
+# %%
+show("cifar_resnet_depth")
+
+# %% [markdown]
+# ## Index
+# `figures/README.md` lists every figure, the paper figure it corresponds to and the data behind it.
+
+# %%
+missing = [s.name for s in FIGURES if s.name not in ctx.outcomes]
+assert not missing, f"figures of the index not drawn by this notebook: {missing}"
+readme = ctx.write_readme(seconds=time.perf_counter() - t0)
+print(readme.read_text())
