@@ -15,8 +15,6 @@ call also makes one reference pass).  Columns: ``model, method, device, metric, 
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import torch
 
@@ -37,16 +35,6 @@ def _model(device: str):
     return model.to(device).eval()
 
 
-def _timed(fn) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def run(device: str = "cpu", samples: str | int = "default", metrics: tuple[str, ...] = E2E_METRICS) -> pd.DataFrame:
     """Per-image cost of each baseline and of the full set; ``samples`` may be lowered for a quick look."""
     model = _model(device)
@@ -62,7 +50,11 @@ def run(device: str = "cpu", samples: str | int = "default", metrics: tuple[str,
         for metric in metrics:
             count = MAX_CIRCULAR_SHIFT if metric in ("consistency_x", "consistency_y") else n
             count *= 2 if metric == "consistency_crop" else 1
-            secs = _timed(lambda m=metric, b=batch_size: baseline_metrics(model, x, metrics=m, samples=n, batch_size=b))
+            secs = median_seconds(
+                lambda m=metric, b=batch_size: baseline_metrics(model, x, metrics=m, samples=n, batch_size=b),
+                repeats=1,
+                warmup=0,
+            )
             rows.append((MODEL, method, device, metric, count, secs, secs / forward))
             total += secs
             total_samples += count
