@@ -94,9 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     e2e.add_argument("--n-images", type=int, default=100)
     e2e.add_argument("--seed", type=int, default=0, help="image shuffle and random-init seed")
     e2e.add_argument("--generators", default="e2e", help="comma-separated names, or e2e / layerwise / all")
-    e2e.add_argument(
-        "--image-model", default="bilinear", help="bilinear (paper) | bilinear_forward | bilinear_backward | central"
-    )
+    image_models = "bilinear (paper) | bilinear_forward | bilinear_backward | central | fourier"
+    e2e.add_argument("--image-model", default="bilinear", help=image_models)
     e2e.add_argument("--method", default="forward", choices=["forward", "double_backward"])
     e2e.add_argument("--batch-size", type=int, default=8)
     e2e.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
