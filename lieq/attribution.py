@@ -17,26 +17,35 @@ for rotations; NOTES.md sections 2-3).  The end-to-end value ``e2e = ||L p(x)||^
 These are our units (the paper's Fig. 1/4 normalisation is open, NOTES.md section 4); shares (contribution over
 the sum of contributions) are unit-free.
 
-Estimator (``exact=False``).  One forward pass records, in forward hooks, each layer call's own Lie derivative
-``L f_i`` (one forward-mode pass of that layer, all generators vectorised) and adds ``s_i * L f_i`` to the layer's
-output with a scalar ``s_i = 0`` per (call, generator, image).  A single reverse pass of ``z . p`` with all probes
-batched (``torch.autograd.grad(..., is_grads_batched=True)``, i.e. vmap over the backward) then gives
-``d(z . p)/d s_i = z . term_i`` for every layer call, generator and probe at once.  Reported per layer call:
-``contribution`` = mean over probes of ``(z . term_i)^2`` and ``contribution_se`` = its standard error.
+Estimator (``exact=False``).  Reported per layer call: ``contribution`` = mean over probes of ``(z . term_i)^2``
+and ``contribution_se`` = its standard error.  A recording forward pass computes, in forward hooks, each layer call's
+own Lie derivative ``L f_i`` (one forward-mode pass of that layer, all generators vectorised); the values
+``z . term_i`` for all probes are then obtained by one of three methods, which agree per probe to float rounding:
+
+* ``method="forward"``: ``term_i = d p / d s_i`` for a scalar ``s_i`` that injects ``s_i * L f_i`` at the call's
+  output, by forward-mode autodiff, vectorised over chunks of (call, generator) pairs in execution order.  Only the
+  chunk's own scalars carry tangents, so the network runs plainly up to the chunk's first call.  Pairs whose Lie
+  derivative is numerically zero (``||L f_i|| <= zero_rtol * max(||J_f v_in||, ||v_out||)``, default ``1e-4``:
+  pointwise linear layers under spatial generators give ~1e-7 from float rounding, the other layers >= 1e-2) are
+  skipped and reported as 0.  Then ``z . term_i`` is a dot product.  Cost: about (pairs / chunk) primal passes plus
+  one tangent pass per pair over the network after its chunk's first call, independent of the number of probes.
+* ``method="reverse"``: the recording pass adds ``s_i * L f_i`` to the outputs with ``s_i = 0`` and a single
+  reverse pass of ``z . p`` with the probes batched (``torch.autograd.grad(..., is_grads_batched=True)``) gives
+  ``d(z . p)/d s_i = z . term_i`` for every call at once.  Cost: about one backward pass per probe.
+* ``method="loop"``: the original code's approach and the benchmark reference -- after the recording pass, for each
+  probe one forward pass (recorded ``L f_i`` injected with zero scalars) and one backward pass.
+* ``method="auto"`` (default) picks ``forward`` when the hooked layers times the generators are at most three times
+  the probes (e.g. ResNet-50, ViT-S, EfficientNet-Lite0 with 100 probes and one generator) and ``reverse``
+  otherwise (many layers, few probes).
 
 Completeness.  ``sum_i z . term_i`` equals ``z . L p(x)`` when every non-equivariant operation is a hooked layer.
 ``unattributed = mean_z |z . (L p - sum_i term_i)| / mean_z |z . L p|`` (ratio of probe means, a stable form of
 the relative remainder; its expectation ratio is ``||L p - sum_i term_i|| / ||L p||``).  Operations outside
 modules (position-embedding additions, window partitions written as functions, ...) show up here.
 
-Exact mode (``exact=True``).  After a recording pass, ``term_i`` itself is computed by forward-mode autodiff of
-the network with respect to the injection scalars ``s`` (tangent ``e_i``: the layer's Lie derivative injected at its
-output and carried to the output), vectorised over layer calls; ``contribution = ||term_i||^2`` exactly,
+Exact mode (``exact=True``).  ``term_i`` computed as in ``method="forward"``; ``contribution = ||term_i||^2`` exactly,
 ``contribution_se = 0`` and ``unattributed = ||L p - sum_i term_i|| / ||L p||``.  Cost grows with the number of
 layer calls; meant for small models and tests.
-
-``method="loop"`` is the straightforward reference implementation (the original code's approach): for each probe
-a full forward pass with hooks and one backward pass.  Same probes, same numbers; used by the benchmark.
 """
 
 from __future__ import annotations
@@ -60,7 +69,7 @@ from .metrics import SoftmaxClassifier
 
 __all__ = ["feature_action", "layerwise", "layerwise_experiment"]
 
-METHODS = ("batched", "loop")
+METHODS = ("auto", "forward", "reverse", "loop")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -114,9 +123,12 @@ def _apply_stencil(img: Tensor, stencil: list[tuple[int, int, Tensor]]) -> Tenso
     h, w = img.shape[-2:]
     r = _STENCIL_RADIUS
     padded = torch.nn.functional.pad(img, (r, r, r, r))
-    acc = torch.zeros_like(img)
-    for dy, dx, k in stencil:
-        acc = acc + k * padded[..., r + dy : r + dy + h, r + dx : r + dx + w]
+    if not stencil:
+        return torch.zeros_like(img)
+    (dy, dx, k), rest = stencil[0], stencil[1:]
+    acc = k * padded[..., r + dy : r + dy + h, r + dx : r + dx + w]
+    for dy, dx, k in rest:
+        acc = acc.addcmul(k, padded[..., r + dy : r + dy + h, r + dx : r + dx + w])
     return acc
 
 
@@ -176,6 +188,7 @@ class _Call:
     spec: LayerSpec
     call: int
     lie: Tensor | None  # (G, *out.shape) or None (exactly zero)
+    scale: list[float] = field(default_factory=list)  # per generator: max(||J_f v_in||, ||v_out||)
 
 
 @dataclass
@@ -190,7 +203,8 @@ class _State:
     pending: dict[int, list[Tensor]] = field(default_factory=dict)
     cache: dict[int, tuple[Tensor, int, str, Tensor | None]] = field(default_factory=dict)
     replay: list[Tensor | None] = field(default_factory=list)
-    replay_s: Tensor | None = None
+    # replay: call index -> list of (scalars (B,), generator index) injected at that call (absent: not injected)
+    replay_s: dict[int, list[tuple[Tensor, int]]] = field(default_factory=dict)
     position: int = 0
 
     def reset(self, mode: str) -> None:
@@ -214,12 +228,16 @@ class _State:
         finally:
             self.busy = False
 
-    def layer_lie(self, fn: Callable[[Tensor], Tensor], h: Tensor, out: Tensor, spec: LayerSpec) -> Tensor | None:
-        """``L f_i(h) = J_f(h) v_in(h) - v_out(f(h))`` for all generators: ``(G, *out.shape)`` or ``None`` (zero)."""
+    def layer_lie(
+        self, fn: Callable[[Tensor], Tensor], h: Tensor, out: Tensor, spec: LayerSpec
+    ) -> tuple[Tensor, list[float]] | None:
+        """``L f_i(h) = J_f(h) v_in(h) - v_out(f(h))`` for all generators, ``(G, *out.shape)``, with the size of the
+        larger of its two terms per generator; ``None`` when both terms vanish (no image-like input or output)."""
         v_in = self.action(h, spec.in_layout)
         v_out = self.action(out, spec.out_layout)
         if v_in is None and v_out is None:
             return None
+        g = len(self.gens)
         with torch.no_grad(), self.inside(), fast_jvp_rules():
             if v_in is not None:
                 if v_in.shape[0] == 1:  # one generator: a plain forward-mode pass (no vmap overhead)
@@ -228,10 +246,12 @@ class _State:
                     lie = jvp_many(fn, h.detach(), v_in, tangent_batch=None)[1]
                 lie = lie.detach()
             else:
-                lie = torch.zeros((len(self.gens), *out.shape), dtype=out.dtype, device=out.device)
+                lie = torch.zeros((g, *out.shape), dtype=out.dtype, device=out.device)
+            scale = lie.reshape(g, -1).norm(dim=1)
             if v_out is not None:
+                scale = torch.maximum(scale, v_out.reshape(g, -1).norm(dim=1))
                 lie = lie - v_out
-        return lie
+        return lie, scale.tolist()
 
     def inject(self, spec: LayerSpec, out: Tensor, make_lie: Callable[[], Tensor | None]) -> Tensor | None:
         """Record one layer call and return the output with the injection term (or ``None`` to keep it)."""
@@ -239,8 +259,9 @@ class _State:
         call = self.counts.get(key, 0)
         self.counts[key] = call + 1
         if self.mode == "record":
-            lie = make_lie()
-            self.calls.append(_Call(spec, call, lie))
+            made = make_lie()
+            lie, scale = made if made is not None else (None, [])
+            self.calls.append(_Call(spec, call, lie, scale))
             if lie is None:
                 return None
             s = torch.zeros(lie.shape[:2], dtype=out.dtype, device=out.device, requires_grad=True)
@@ -254,9 +275,13 @@ class _State:
         j = self.position
         self.position += 1
         lie = self.replay[j]
-        if lie is None or self.replay_s is None:
+        pairs = self.replay_s.get(j)
+        if lie is None or not pairs:
             return None
-        return out + torch.einsum("gb,gb...->b...", self.replay_s[j], lie)
+        shape = (-1,) + (1,) * (out.dim() - 1)
+        for s, gi in pairs:
+            out = out + s.reshape(shape) * lie[gi]
+        return out
 
 
 def _first_tensor(args: tuple) -> Tensor | None:
@@ -391,41 +416,65 @@ def _probe_dots(
     return calls, dots
 
 
-def _exact_terms(model: nn.Module, x: Tensor, state: _State, chunk: int = 64) -> tuple[list[_Call], Tensor]:
-    """Exact ``term_i`` for every layer call: ``(calls, terms)`` with ``terms`` of shape ``(n_calls, G, B, K)``."""
+def _record(model: nn.Module, x: Tensor, state: _State) -> tuple[list[_Call], Tensor]:
+    """A forward pass that records every layer call and its own Lie derivative: ``(calls, softmax output)``."""
     state.reset("record")
     with torch.no_grad():
         p0 = torch.softmax(model(x), dim=-1)
     calls = state.calls
     state.reset("off")
+    return calls, p0
+
+
+def _forward_terms(
+    model: nn.Module, x: Tensor, state: _State, chunk: int = 16, zero_rtol: float = 0.0
+) -> tuple[list[_Call], Tensor]:
+    """Exact ``term_i`` for every layer call by forward-mode autodiff: ``(calls, terms)``, ``terms`` of shape
+    ``(n_calls, G, B, K)``.
+
+    After a recording pass, each (call, generator) pair's Lie derivative is injected at the call's output as the
+    tangent of a scalar ``s`` and carried to the output (``term_i = d p / d s_i``).  Pairs are processed in execution
+    order, ``chunk`` at a time (vectorised with ``vmap``); only the chunk's own scalars are dual, so the network runs
+    without tangents up to the chunk's first call and the cost is about one primal pass per chunk plus, per pair,
+    the tangent pass of the network *after* the chunk's first call.  ``zero_rtol > 0`` skips pairs whose Lie
+    derivative is numerically zero, ``||L f_i|| <= zero_rtol * ||d/dt T(t) f_i||`` (pointwise linear layers under
+    spatial generators, whose exact value is 0); their term is reported as 0.
+    """
+    calls, p0 = _record(model, x, state)
     g, b, k = len(state.gens), x.shape[0], p0.shape[-1]
     terms = torch.zeros(len(calls), g, b, k, dtype=x.dtype)
-    active = [(i, gi) for i, c in enumerate(calls) if c.lie is not None for gi in range(g)]
+    active = [
+        (i, gi)
+        for i, c in enumerate(calls)
+        if c.lie is not None
+        for gi in range(g)
+        if not (zero_rtol > 0 and float(c.lie[gi].norm()) <= zero_rtol * c.scale[gi])
+    ]
     if not active:
         return calls, terms
     state.replay = [c.lie for c in calls]
-    s0 = torch.zeros(len(calls), g, b, dtype=x.dtype, device=x.device)
-
-    def f(s: Tensor) -> Tensor:
-        state.reset("replay")
-        state.replay_s = s
-        return torch.softmax(model(x), dim=-1)
-
-    def one(t: Tensor) -> Tensor:
-        return torch.func.jvp(f, (s0,), (t,))[1]
-
     try:
         for start in range(0, len(active), chunk):
             part = active[start : start + chunk]
-            tangents = torch.zeros(len(part), *s0.shape, dtype=x.dtype, device=x.device)
-            for r, (i, gi) in enumerate(part):
-                tangents[r, i, gi] = 1.0
-            with torch.no_grad():
-                out = torch.func.vmap(one)(tangents)
+            s0 = torch.zeros(len(part), b, dtype=x.dtype, device=x.device)
+
+            def f(s: Tensor, part: list[tuple[int, int]] = part) -> Tensor:
+                state.reset("replay")
+                state.replay_s = {}
+                for r, (i, gi) in enumerate(part):
+                    state.replay_s.setdefault(i, []).append((s[r], gi))
+                return torch.softmax(model(x), dim=-1)
+
+            def one(t: Tensor, f: Callable[[Tensor], Tensor] = f, s0: Tensor = s0) -> Tensor:
+                return torch.func.jvp(f, (s0,), (t,))[1]
+
+            basis = torch.eye(len(part), dtype=x.dtype, device=x.device)[:, :, None].expand(-1, -1, b)
+            with torch.no_grad(), fast_jvp_rules():
+                out = torch.func.vmap(one)(basis.contiguous())  # (n_part, B, K)
             for r, (i, gi) in enumerate(part):
                 terms[i, gi] = out[r].cpu()
     finally:
-        state.replay, state.replay_s = [], None
+        state.replay, state.replay_s = [], {}
         state.reset("off")
     return calls, terms
 
@@ -443,9 +492,11 @@ def layerwise(
     image_model: str = "bilinear",
     *,
     exact: bool = False,
-    method: str = "batched",
+    method: str = "auto",
     batch_size: int = 1,
     probe_batch: int = 8,
+    chunk: int = 8,
+    zero_rtol: float = 1e-4,
     seed: int = 0,
     image_ids: Sequence[str] | None = None,
     progress: bool = False,
@@ -455,7 +506,12 @@ def layerwise(
     ``images``: preprocessed inputs ``(N, C, H, W)``; ``generator``: one name, a list, or ``"layerwise"`` / ``"all"``
     (:func:`lieq.image_model.resolve_generators`).  ``probes`` Gaussian probes per image (seeded by ``seed`` and the
     image index; shared by the generators), ``K`` = the model's number of outputs.  ``batch_size`` images share one
-    forward pass; ``probe_batch`` probes share one vectorised backward pass (the graph is kept between them).
+    forward pass.  ``method`` (module docstring): ``"auto"`` (default: ``"forward"`` when the hooked layers times
+    the generators are at most three times the probes, else ``"reverse"``), ``"forward"`` (``chunk`` (call,
+    generator) pairs per vectorised forward-mode pass, ``zero_rtol`` skips numerically zero layer Lie derivatives),
+    ``"reverse"``
+    (``probe_batch`` probes per vectorised backward pass) or ``"loop"`` (one forward and one backward pass per probe,
+    the original's approach).  The three give the same ``z . term_i`` per probe up to float rounding.
 
     Columns: ``image, generator, layer`` (qualified module name), ``module`` (class), ``category``, ``order``
     (execution order of the call within the forward pass), ``call`` (index among the calls of the same layer),
@@ -482,7 +538,9 @@ def layerwise(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="layerwise", unit="batch", leave=False)
-    with _hooked(model, state):
+    with _hooked(model, state) as specs:
+        if method == "auto":  # forward-mode cost grows with the layer calls, reverse-mode cost with the probes
+            method = "forward" if exact or len(specs) * len(gens) <= 3 * probes else "reverse"
         for start in starts:
             x = images[start : start + batch_size].to(device)
             b = x.shape[0]
@@ -497,7 +555,7 @@ def layerwise(
             k = lp.shape[-1]
             e2e = lp.pow(2).sum(-1)  # (G, B)
             if exact:
-                calls, terms = _exact_terms(model, x, state)
+                calls, terms = _forward_terms(model, x, state, chunk)
                 contrib = terms.pow(2).sum(-1)  # (C, G, B)
                 se = torch.zeros_like(contrib)
                 resid = (lp - terms.sum(0)).norm(dim=-1)
@@ -505,10 +563,14 @@ def layerwise(
                 e2e_probe = torch.full_like(e2e, float("nan"))
             else:
                 z = torch.stack([_probes(probes, k, seed, start + j) for j in range(b)], dim=1)  # (P, B, K)
-                if method == "batched":
-                    calls, dots = _probe_dots(model, x, state, z.to(device, x.dtype), probe_batch)
+                zd = z.to(device, x.dtype)
+                if method == "forward":
+                    calls, terms = _forward_terms(model, x, state, chunk, zero_rtol)
+                    dots = torch.einsum("pbk,cgbk->cpgb", z.to(terms.dtype), terms)
+                elif method == "reverse":
+                    calls, dots = _probe_dots(model, x, state, zd, probe_batch)
                 else:
-                    calls, dots = _loop_dots(model, x, state, z.to(device, x.dtype))
+                    calls, dots = _loop_dots(model, x, state, zd)
                 contrib = dots.pow(2).mean(1)  # (C, G, B)
                 se = dots.pow(2).std(1) / math.sqrt(probes) if probes > 1 else torch.full_like(contrib, float("nan"))
                 zlp = torch.einsum("pbk,gbk->pgb", z.to(lp.dtype), lp)
@@ -548,13 +610,32 @@ def _probes(p: int, k: int, seed: int, index: int) -> Tensor:
 
 
 def _loop_dots(model: nn.Module, x: Tensor, state: _State, z: Tensor) -> tuple[list[_Call], Tensor]:
-    """Reference implementation: one forward pass with hooks and one backward pass per probe."""
-    outs = []
-    calls: list[_Call] = []
-    for q in range(z.shape[0]):
-        calls, d = _probe_dots(model, x, state, z[q : q + 1])
-        outs.append(d)
-    return calls, torch.cat(outs, dim=1)
+    """Reference implementation, the original code's approach: the layers' Lie derivatives are recorded once, then
+    for each probe one forward pass (each call's Lie derivative injected with a zero scalar) and one backward pass
+    of ``z . p`` give ``z . term_i`` as the gradient with respect to the scalars."""
+    calls, _ = _record(model, x, state)
+    n_p, g, b = z.shape[0], len(state.gens), x.shape[0]
+    dots = torch.zeros(len(calls), n_p, g, b, dtype=x.dtype)
+    active = [i for i, c in enumerate(calls) if c.lie is not None]
+    state.replay = [c.lie for c in calls]
+    try:
+        for q in range(n_p):
+            scalars = {i: torch.zeros(g, b, dtype=x.dtype, device=x.device, requires_grad=True) for i in active}
+            state.reset("replay")
+            state.replay_s = {i: [(scalars[i][gi], gi) for gi in range(g)] for i in active}
+            with torch.enable_grad():
+                p = torch.softmax(model(x), dim=-1)
+            if not active or not p.requires_grad:
+                continue
+            grads = torch.autograd.grad(
+                p, [scalars[i] for i in active], z[q], allow_unused=True, materialize_grads=True
+            )
+            for i, gr in zip(active, grads, strict=True):
+                dots[i, q] = gr.detach().cpu()
+    finally:
+        state.replay, state.replay_s = [], {}
+        state.reset("off")
+    return calls, dots
 
 
 @register(

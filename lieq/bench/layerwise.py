@@ -1,13 +1,19 @@
-"""Layerwise attribution cost: batched probes (one batched backward) vs the one-probe-at-a-time loop.
+"""Layerwise attribution cost: the vectorised implementations vs the one-probe-at-a-time loop.
 
 Models ``resnet50`` and ``vit_small_patch16_224`` (random init, 224 px, one image, generator ``translate_x``,
-100 probes).  ``batched`` is :func:`lieq.attribution.layerwise` (one forward pass with the layer hooks, one reverse
-pass with all probes vectorised); ``loop`` is the original code's approach (for each probe, a forward pass with the
-hooks and a backward pass), ``method="loop"`` of the same function, with the same probes.  Columns:
-``model, method, device, probes, seconds, fpe`` (fpe: seconds over one plain no-grad forward pass of the same
-image).  The loop's cost is linear in the probes (each probe is an independent forward + backward pass); on slow
-machines ``loop_probes`` < ``probes`` measures it on fewer probes and the ``probes`` column says how many.  The
-relative difference of the two methods on the loop's probes is printed (they use identical probes).
+100 probes), all with :func:`lieq.attribution.layerwise` and the same probes:
+
+* ``forward`` (the default): every layer call's term ``J_{N..i+1} L f_i`` by vectorised forward-mode passes (each
+  chunk of calls runs without tangents up to its first call), then the probes are dotted with the terms;
+* ``reverse``: one forward pass with the hooks, then one reverse pass with the probes vectorised
+  (``is_grads_batched``);
+* ``loop``: the original code's approach -- the layers' Lie derivatives are recorded once, then for each probe one
+  forward pass and one backward pass.  Its cost is linear in the probes; on slow machines ``loop_probes`` <
+  ``probes`` measures it on fewer probes and the ``probes`` column says how many (``fpe_per_probe`` compares).
+
+Columns: ``model, method, device, probes, seconds, fpe, fpe_per_probe`` (fpe: seconds over one plain no-grad forward
+pass of the same image).  The relative difference of the contributions of each method and the loop on the loop's
+probes is printed (identical probes: the values agree to float rounding).
 """
 
 from __future__ import annotations
@@ -33,8 +39,8 @@ def _timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def run(device: str = "cpu", probes: int = 100, loop_probes: int | None = None) -> pd.DataFrame:
-    loop_probes = probes if loop_probes is None else loop_probes
+def run(device: str = "cpu", probes: int = 100, loop_probes: int | None = 20) -> pd.DataFrame:
+    loop_probes = probes if loop_probes is None else min(loop_probes, probes)
     rows = []
     for name in MODELS:
         torch.manual_seed(0)
@@ -43,22 +49,28 @@ def run(device: str = "cpu", probes: int = 100, loop_probes: int | None = None) 
         with torch.no_grad():
             plain = seconds(lambda: model(x), repeats=5)  # noqa: B023
         layerwise(model, x, "translate_x", probes=2)  # warm-up (stencils, allocator)
-        t_batched, batched = _timed(lambda: layerwise(model, x, "translate_x", probes=probes))  # noqa: B023
-        t_loop, loop = _timed(
+        timed = {}
+        for method in ("forward", "reverse"):
+            timed[method] = _timed(lambda: layerwise(model, x, "translate_x", probes=probes, method=method))  # noqa: B023
+        timed["loop"] = _timed(
             lambda: layerwise(model, x, "translate_x", probes=loop_probes, method="loop")  # noqa: B023
         )
-        _, same = _timed(lambda: layerwise(model, x, "translate_x", probes=loop_probes))  # noqa: B023
-        for method, t, p in (("batched", t_batched, probes), ("loop", t_loop, loop_probes)):
-            rows.append(
-                {"model": name, "method": method, "device": device, "probes": p, "seconds": t, "fpe": t / plain}
+        loop = timed["loop"][1]
+        for method, (t, _) in timed.items():
+            p = loop_probes if method == "loop" else probes
+            rows.append({
+                "model": name, "method": method, "device": device, "probes": p, "seconds": t, "fpe": t / plain,
+                "fpe_per_probe": t / plain / p,
+            })  # fmt: skip
+        per_probe = {m: r["fpe_per_probe"] for m, r in zip(timed, rows[-3:], strict=True)}
+        for method in ("forward", "reverse"):
+            same = layerwise(model, x, "translate_x", probes=loop_probes, method=method)
+            a, b = same.contribution.to_numpy(), loop.contribution.to_numpy()  # type: ignore[union-attr]
+            rel = float(np.abs(a - b).sum() / max(np.abs(b).sum(), 1e-30))
+            print(
+                f"{name} on {device}: {method} {per_probe[method] * probes:.0f} fpe for {probes} probes, loop "
+                f"{per_probe['loop'] * probes:.0f} fpe (scaled from {loop_probes} probes): loop / {method} = "
+                f"{per_probe['loop'] / per_probe[method]:.1f}x; contributions vs loop on the same probes: relative "
+                f"difference {rel:.1e}"
             )
-        a, b = same.contribution.to_numpy(), loop.contribution.to_numpy()
-        rel = float(np.abs(a - b).sum() / max(np.abs(b).sum(), 1e-30))
-        per_probe = (t_loop / loop_probes) / (t_batched / probes)
-        print(
-            f"{name} on {device}: batched {t_batched:.1f}s for {probes} probes ({t_batched / plain:.0f} fpe), "
-            f"loop {t_loop:.1f}s for {loop_probes} probes; per-probe cost ratio loop/batched {per_probe:.1f}; "
-            f"contributions batched vs loop on the same probes: relative difference {rel:.1e}; "
-            f"unattributed {float(batched.unattributed.iloc[0]):.2e}"
-        )
     return pd.DataFrame(rows)
