@@ -20,7 +20,7 @@
 # section 4).  The contribution of layer i is the squared norm of its term, estimated with Gaussian probes in output
 # space.  The paper found that non-linearities and downsampling (CNNs) and the patch embedding (ViTs, Mixers) carry
 # most of the error.  Settings of the paper: 20 images x 100 probes, generators translate_x, rotate,
-# hyperbolic_rotate, scale, saturate.  On 2 CPU cores the shipped `embedded` run uses translate_x on 5 images x 100
+# hyperbolic_rotate, scale, saturate.  On 2 CPU cores the shipped `embedded` run uses translate_x on 20 images x 100
 # probes per model, plus all five generators on 2 images x 20 probes for EfficientNet-Lite0.
 
 # %%

@@ -20,8 +20,8 @@
 # crops, StyleGAN3's EQ-T, EQ-T_frac and EQ-R applied to the classifier, and sampled invariance under small finite
 # transformations, computed on the same models and images as the end-to-end sweep; then their layerwise versions
 # (EQ-T, EQ-T_frac on each layer's input and output) for the paper's Fig. 4 (right).  The shipped `embedded` results
-# use the documented `fast` sample setting (4 samples per image and metric) on 10 images, and the layerwise
-# versions 2 samples on 1 image, on 2 CPU cores; the paper's setting is 10 x 20 samples on every image.
+# use 20 samples per image and metric on the 100 images of the end-to-end sweep, and the layerwise versions 2 samples
+# on 1 image, on 2 CPU cores; the paper's setting is 10 x 20 = 200 samples on every image.
 
 # %%
 # On Colab: install lieq with its compute extras (the runtime's GPU is picked by DEVICE = "auto").
