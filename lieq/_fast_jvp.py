@@ -10,7 +10,9 @@ respect to the input only.
 
 * ``conv2d(x, W, b)``: tangent ``conv2d(x_t, W)``;
 * ``linear(x, W, b)``: tangent ``linear(x_t, W)``;
-* eval-mode ``batch_norm``: tangent ``x_t * weight / sqrt(running_var + eps)``.
+* eval-mode ``batch_norm``: tangent ``x_t * weight / sqrt(running_var + eps)``;
+* exact ``gelu``: tangent ``x_t * (Phi(x) + x phi(x))`` with the slope computed once per primal (PyTorch's rule
+  re-evaluates it for every vectorised tangent).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch.autograd import Function
 _native_conv2d = F.conv2d
 _native_linear = F.linear
 _native_batch_norm = F.batch_norm
+_native_gelu = F.gelu
 
 
 class _Conv2d(Function):
@@ -38,10 +41,11 @@ class _Conv2d(Function):
     def setup_context(ctx, inputs, output):
         _, weight, _, stride, padding, dilation, groups = inputs
         ctx.weight, ctx.args = weight, (stride, padding, dilation, groups)
+        ctx.set_materialize_grads(False)  # no zero tangents for the weights
 
     @staticmethod
     def jvp(ctx, x_t, *_):
-        return _native_conv2d(x_t, ctx.weight, None, *ctx.args)
+        return None if x_t is None else _native_conv2d(x_t, ctx.weight, None, *ctx.args)
 
 
 class _Linear(Function):
@@ -54,10 +58,11 @@ class _Linear(Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.weight = inputs[1]
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def jvp(ctx, x_t, *_):
-        return _native_linear(x_t, ctx.weight)
+        return None if x_t is None else _native_linear(x_t, ctx.weight)
 
 
 class _EvalBatchNorm(Function):
@@ -74,10 +79,37 @@ class _EvalBatchNorm(Function):
         if weight is not None:
             scale = scale * weight
         ctx.scale = scale.reshape(-1, *([1] * (x.dim() - 2)))
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def jvp(ctx, x_t, *_):
-        return x_t * ctx.scale
+        return None if x_t is None else x_t * ctx.scale
+
+
+class _Gelu(Function):
+    """Exact (erf) GELU; its derivative ``Phi(x) + x phi(x)`` is computed once from the primal, not per tangent."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return _native_gelu(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        (x,) = inputs
+        ctx.slope = 0.5 * (1.0 + torch.erf(x * 0.7071067811865476)) + x * torch.exp(-0.5 * x * x) * 0.3989422804014327
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def jvp(ctx, x_t):
+        return None if x_t is None else x_t * ctx.slope
+
+
+def _gelu(input, approximate="none"):
+    if approximate != "none" or torch.is_grad_enabled():
+        return _native_gelu(input, approximate=approximate)
+    return _Gelu.apply(input)
 
 
 def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -101,9 +133,9 @@ def _batch_norm(input, running_mean, running_var, weight=None, bias=None, traini
 @contextlib.contextmanager
 def fast_jvp_rules() -> Iterator[None]:
     """Swap in the cheaper rules for the duration of the block (they apply only where grad mode is off)."""
-    saved = (F.conv2d, F.linear, F.batch_norm)
-    F.conv2d, F.linear, F.batch_norm = _conv2d, _linear, _batch_norm
+    saved = (F.conv2d, F.linear, F.batch_norm, F.gelu)
+    F.conv2d, F.linear, F.batch_norm, F.gelu = _conv2d, _linear, _batch_norm, _gelu
     try:
         yield
     finally:
-        F.conv2d, F.linear, F.batch_norm = saved
+        F.conv2d, F.linear, F.batch_norm, F.gelu = saved
