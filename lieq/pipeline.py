@@ -24,7 +24,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_sweep", "PRESETS", "NOTEBOOKS", "FIGURE_NOTEBOOKS", "Settings", "settings", "run_notebook", "main"]
+__all__ = [
+    "check_sweep",
+    "PRESETS",
+    "NOTEBOOKS",
+    "FIGURE_NOTEBOOKS",
+    "Settings",
+    "settings",
+    "notebook_settings",
+    "run_notebook",
+    "main",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -145,6 +155,15 @@ def settings(
     out = Settings(preset=name, device=pick_device(device), root=root, **base)
     given = dict(models=models, weights=weights, n_images=n_images, probes=probes, run=run, **overrides)
     return replace(out, **{k: v for k, v in given.items() if v is not None})
+
+
+def notebook_settings(*args: Any, **kwargs: Any) -> Settings:
+    """:func:`settings` for a compute notebook: also points the result store at ``root`` (``$LIEQ_RESULTS``) when one
+    is given, so that every later call in the notebook's kernel reads and writes there."""
+    out = settings(*args, **kwargs)
+    if out.root:
+        os.environ["LIEQ_RESULTS"] = out.root
+    return out
 
 
 def check_sweep(summary: Any) -> Any:

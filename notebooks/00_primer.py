@@ -49,7 +49,6 @@ SMOKE = False
 
 # %%
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +59,10 @@ from lieq.data import preprocess
 from lieq.engine import autodiff_ready, lie_derivative
 from lieq.image_model import GENERATORS, lie_action, transform
 from lieq.metrics import SoftmaxClassifier
-from lieq.pipeline import settings
+from lieq.pipeline import notebook_settings
 from lieq.weights import create_model
 
-S = settings(PRESET, device=DEVICE, run=RUN, root=RESULTS_ROOT, smoke=SMOKE)
-if S.root:
-    os.environ["LIEQ_RESULTS"] = S.root
+S = notebook_settings(PRESET, device=DEVICE, run=RUN, root=RESULTS_ROOT, smoke=SMOKE)
 model_tag = MODEL or ("test_efficientnet.r160_in1k" if S.smoke else "tf_efficientnet_lite0.in1k")
 weights = WEIGHTS or ("random" if S.smoke else "pip")
 model, source = create_model(model_tag, weights)

@@ -49,14 +49,10 @@ RESULTS_ROOT = None  # None: data/results (or $LIEQ_RESULTS)
 SMOKE = False  # tiny random models, two images, CPU: for the tests
 
 # %%
-import os
+from lieq.pipeline import notebook_settings
 
-from lieq.pipeline import settings
-
-S = settings(PRESET, models=MODELS, weights=WEIGHTS, data=DATA, n_images=N_IMAGES, probes=PROBES, device=DEVICE,
-             run=RUN, root=RESULTS_ROOT, smoke=SMOKE)  # fmt: skip
-if S.root:
-    os.environ["LIEQ_RESULTS"] = S.root
+S = notebook_settings(PRESET, models=MODELS, weights=WEIGHTS, data=DATA, n_images=N_IMAGES, probes=PROBES,
+                      device=DEVICE, run=RUN, root=RESULTS_ROOT, smoke=SMOKE)  # fmt: skip
 S
 
 # %%
