@@ -12,12 +12,22 @@ respect to the input only.
 * ``linear(x, W, b)``: tangent ``linear(x_t, W)``;
 * eval-mode ``batch_norm``: tangent ``x_t * weight / sqrt(running_var + eps)``;
 * exact ``gelu``: tangent ``x_t * (Phi(x) + x phi(x))`` with the slope computed once per primal (PyTorch's rule
-  re-evaluates it for every vectorised tangent).
+  re-evaluates it for every vectorised tangent);
+* ``layer_norm``: with ``x_hat = (x - mean) * rstd`` and ``g = weight * rstd`` saved from the primal, the tangent is
+  ``g * (x_t - mean(x_t) - x_hat * mean(x_hat * x_t))`` (means over the normalised dimensions): five passes over each
+  tangent instead of the generic rule's recomputation of the statistics' derivatives;
+* ``scaled_dot_product_attention`` (no dropout): the primal ``A = softmax(s q k^T + mask)``, ``out = A v`` is
+  computed explicitly and ``A`` is kept, so each tangent costs
+  ``S_t = [q_t | q] [s k | s k_t]^T`` (one matrix product over the doubled head dimension, no separate add),
+  ``P = A * S_t`` and ``out_t = P v - rowsum(P) * out + A v_t`` (three passes over the N x N tangent, and ``A`` is
+  never copied per tangent).  This also gives fused-attention models
+  (timm's ``fused_attn``) a forward-mode rule, which the fused kernels lack.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -28,6 +38,8 @@ _native_conv2d = F.conv2d
 _native_linear = F.linear
 _native_batch_norm = F.batch_norm
 _native_gelu = F.gelu
+_native_layer_norm = F.layer_norm
+_native_sdpa = F.scaled_dot_product_attention
 
 
 class _Conv2d(Function):
@@ -106,6 +118,153 @@ class _Gelu(Function):
         return None if x_t is None else x_t * ctx.slope
 
 
+class _LayerNorm(Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, normalized_shape, weight, bias, eps):
+        return _native_layer_norm(x, normalized_shape, weight, bias, eps)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, normalized_shape, weight, _, eps = inputs
+        dims = tuple(range(-len(normalized_shape), 0))
+        var, mean = torch.var_mean(x, dim=dims, unbiased=False, keepdim=True)
+        rstd = torch.rsqrt(var + eps)
+        ctx.x_hat = (x - mean) * rstd
+        ctx.gain = rstd if weight is None else rstd * weight
+        ctx.dims = dims
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        if x_t is None:
+            return None
+        mean = x_t.mean(ctx.dims, keepdim=True)
+        if len(ctx.dims) == 1:  # a row-wise dot product, without a tangent-sized temporary
+            projection = torch.linalg.vecdot(x_t, ctx.x_hat).unsqueeze(-1) / x_t.shape[-1]
+        else:
+            projection = (x_t * ctx.x_hat).mean(ctx.dims, keepdim=True)
+        return torch.addcmul(x_t - mean, ctx.x_hat, projection, value=-1.0).mul_(ctx.gain)
+
+
+def _attention_bias(q: torch.Tensor, k: torch.Tensor, attn_mask, is_causal: bool) -> torch.Tensor | None:
+    """The additive bias of ``scaled_dot_product_attention``'s mask arguments (``None`` when there is none)."""
+    bias = None
+    if is_causal:
+        keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+        bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
+        else:
+            mask = attn_mask
+        bias = mask if bias is None else bias + mask
+    return bias
+
+
+class _LeftMatmul(Function):
+    """``a @ x`` for an ``a`` shared by all vectorised tangents: under ``vmap`` the tangent axis of ``x`` is folded
+    into its columns, so ``a`` (an attention matrix) is not copied once per tangent as the generic batching rule
+    does."""
+
+    @staticmethod
+    def forward(a, x):
+        return torch.matmul(a, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.a, ctx.x = inputs
+
+    @staticmethod
+    def jvp(ctx, a_t, x_t):
+        terms = [
+            torch.matmul(a_t, ctx.x) if a_t is not None else None,
+            _LeftMatmul.apply(ctx.a, x_t) if x_t is not None else None,
+        ]
+        terms = [t for t in terms if t is not None]
+        return None if not terms else terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+    @staticmethod
+    def vmap(info, in_dims, a, x):
+        a_dim, x_dim = in_dims
+        if a_dim is not None or x_dim is None:
+            a = a if a_dim is None else a.movedim(a_dim, 0)
+            x = x.unsqueeze(0) if x_dim is None else x.movedim(x_dim, 0)
+            return torch.matmul(a if a_dim is not None else a.unsqueeze(0), x), 0
+        x = x.movedim(x_dim, -2)  # (..., N, T, D)
+        *lead, n, t, d = x.shape
+        out = torch.matmul(a, x.reshape(*lead, n, t * d))
+        return out.reshape(*out.shape[:-1], t, d).movedim(-2, 0), 0
+
+
+class _Attention(Function):
+    """Scaled dot-product attention that also returns the attention matrix ``A`` (a constant kept for the tangent).
+
+    With ``P = A * S_t`` and ``r = rowsum(P)`` the tangent of ``A`` is ``P - A r``, so
+    ``out_t = A_t v + A v_t = P v - r * out + A v_t``: the tangent of ``A`` itself is never materialised.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(q, k, v, bias, scale):
+        scores = torch.matmul(q * scale, k.transpose(-2, -1))
+        if bias is not None:
+            scores = scores + bias
+        attn = torch.softmax(scores, dim=-1)
+        return torch.matmul(attn, v), attn
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        q, k, v, _, scale = inputs
+        out, attn = output
+        ctx.mark_non_differentiable(attn)
+        ctx.q, ctx.k_scaled, ctx.v, ctx.scale, ctx.out, ctx.attn = q, k * scale, v, scale, out, attn
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def jvp(ctx, q_t, k_t, v_t, bias_t, *_):
+        attn = ctx.attn
+        scores_t = None
+        if q_t is not None and k_t is not None:  # q_t (s k)^T + q (s k_t)^T as one product over the doubled head dim
+            lhs = torch.cat([q_t, ctx.q.expand_as(q_t)], dim=-1)
+            rhs = torch.cat([ctx.k_scaled.expand_as(k_t), k_t * ctx.scale], dim=-1)
+            scores_t = torch.matmul(lhs, rhs.transpose(-2, -1))
+        elif q_t is not None:
+            scores_t = torch.matmul(q_t, ctx.k_scaled.transpose(-2, -1))
+        elif k_t is not None:
+            scores_t = torch.matmul(ctx.q, (k_t * ctx.scale).transpose(-2, -1))
+        if bias_t is not None:  # an input-dependent mask
+            scores_t = bias_t.clone() if scores_t is None else scores_t + bias_t
+        out_t = None
+        if scores_t is not None:
+            weighted = scores_t.mul_(attn)
+            out_t = torch.matmul(weighted, ctx.v) - weighted.sum(-1, keepdim=True) * ctx.out
+        if v_t is not None:
+            term = _LeftMatmul.apply(attn, v_t)
+            out_t = term if out_t is None else out_t + term
+        return out_t, None
+
+
+def _scaled_dot_product_attention(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False
+):
+    if torch.is_grad_enabled() or dropout_p > 0.0:
+        return _native_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+    if enable_gqa and key.shape[-3] != query.shape[-3]:
+        repeat = query.shape[-3] // key.shape[-3]
+        key, value = key.repeat_interleave(repeat, -3), value.repeat_interleave(repeat, -3)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    return _Attention.apply(query, key, value, _attention_bias(query, key, attn_mask, is_causal), scale)[0]
+
+
+def _layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    if torch.is_grad_enabled():
+        return _native_layer_norm(input, normalized_shape, weight, bias, eps)
+    return _LayerNorm.apply(input, tuple(normalized_shape), weight, bias, eps)
+
+
 def _gelu(input, approximate="none"):
     if approximate != "none" or torch.is_grad_enabled():
         return _native_gelu(input, approximate=approximate)
@@ -133,9 +292,13 @@ def _batch_norm(input, running_mean, running_var, weight=None, bias=None, traini
 @contextlib.contextmanager
 def fast_jvp_rules() -> Iterator[None]:
     """Swap in the cheaper rules for the duration of the block (they apply only where grad mode is off)."""
-    saved = (F.conv2d, F.linear, F.batch_norm, F.gelu)
-    F.conv2d, F.linear, F.batch_norm, F.gelu = _conv2d, _linear, _batch_norm, _gelu
+    names = ("conv2d", "linear", "batch_norm", "gelu", "layer_norm", "scaled_dot_product_attention")
+    rules = (_conv2d, _linear, _batch_norm, _gelu, _layer_norm, _scaled_dot_product_attention)
+    saved = [getattr(F, name) for name in names]
+    for name, rule in zip(names, rules, strict=True):
+        setattr(F, name, rule)
     try:
         yield
     finally:
-        F.conv2d, F.linear, F.batch_norm, F.gelu = saved
+        for name, native in zip(names, saved, strict=True):
+            setattr(F, name, native)

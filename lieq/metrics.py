@@ -70,7 +70,7 @@ def e2e_lee(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="images", unit="batch", leave=False)
-    with autodiff_ready(model):
+    with autodiff_ready(model, keep_fused_attention=method == "forward"):
         for start in starts:
             x = images[start : start + batch_size].to(device)
             lie = lie_derivative(f, x, [g.name for g in gens], "invariant", method, image_model).detach()

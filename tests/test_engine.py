@@ -8,8 +8,8 @@ import torch
 from timm.models.mlp_mixer import MlpMixer
 from torch import nn
 
-from lieq.engine import autodiff_ready, lie_derivative, resolve_output
-from lieq.image_model import GENERATORS, transform
+from lieq.engine import autodiff_ready, generator_basis, lie_derivative, resolve_output
+from lieq.image_model import GENERATORS, resolve_generators, transform
 from lieq.metrics import SoftmaxClassifier
 
 ALL = list(GENERATORS)
@@ -188,3 +188,35 @@ def test_bad_arguments():
         lie_derivative(f, x, ["twist"])
     with pytest.raises(ValueError, match="output"):
         lie_derivative(f, x, ["rotate"], output="covariant")
+
+
+def test_generator_basis_of_the_paper_sets():
+    e2e = resolve_generators("e2e")
+    basis, coefficients = generator_basis(e2e)
+    names = [g.name for g in e2e]
+    assert len(basis) == 7, "the 7 affine generators of the e2e set span the 6-dimensional affine algebra"
+    assert "rotate" not in [names[i] for i in basis]
+    rotate = coefficients[names.index("rotate")].tolist()
+    expected = [0.0] * 7
+    expected[[names[i] for i in basis].index("shear_x")] = 1.0
+    expected[[names[i] for i in basis].index("shear_y")] = -1.0
+    assert rotate == expected
+    everything = resolve_generators(ALL)
+    assert len(generator_basis(everything)[0]) == 7
+    layerwise = resolve_generators(["translate_x", "rotate", "hyperbolic_rotate", "scale", "saturate"])
+    assert generator_basis(layerwise)[0] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("image_model", ["bilinear", "central"])
+def test_basis_reduction_is_exact(image_model):
+    """Generators outside the basis, combined from it, equal their own tangent passes (and the reference)."""
+    f = SoftmaxClassifier(small_cnn())
+    x = torch.randn(2, 3, 24, 24)
+    reduced = lie_derivative(f, x, ALL, image_model=image_model)
+    full = lie_derivative(f, x, ALL, image_model=image_model, basis=False)
+    for g in range(len(ALL)):
+        assert relative_error(reduced[g], full[g]) < 1e-5, ALL[g]
+    conv = nn.Conv2d(3, 4, 3, padding=1).eval()  # an equivariant (image-like) output
+    reduced = lie_derivative(conv, x, ALL, output="equivariant", image_model=image_model)
+    full = lie_derivative(conv, x, ALL, output="equivariant", image_model=image_model, basis=False)
+    torch.testing.assert_close(reduced, full, rtol=1e-4, atol=1e-5)
