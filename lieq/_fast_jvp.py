@@ -27,12 +27,16 @@ respect to the input only.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch.autograd import Function
+from torch.overrides import TorchFunctionMode
 
 _native_conv2d = F.conv2d
 _native_linear = F.linear
@@ -109,13 +113,16 @@ class _Gelu(Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        (x,) = inputs
-        ctx.slope = 0.5 * (1.0 + torch.erf(x * 0.7071067811865476)) + x * torch.exp(-0.5 * x * x) * 0.3989422804014327
+        (ctx.x,) = inputs
         ctx.set_materialize_grads(False)
 
     @staticmethod
     def jvp(ctx, x_t):
-        return None if x_t is None else x_t * ctx.slope
+        if x_t is None:
+            return None
+        x = ctx.x
+        slope = 0.5 * (1.0 + torch.erf(x * 0.7071067811865476)) + x * torch.exp(-0.5 * x * x) * 0.3989422804014327
+        return x_t * slope
 
 
 class _LayerNorm(Function):
@@ -127,25 +134,24 @@ class _LayerNorm(Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, normalized_shape, weight, _, eps = inputs
-        dims = tuple(range(-len(normalized_shape), 0))
-        var, mean = torch.var_mean(x, dim=dims, unbiased=False, keepdim=True)
-        rstd = torch.rsqrt(var + eps)
-        ctx.x_hat = (x - mean) * rstd
-        ctx.gain = rstd if weight is None else rstd * weight
-        ctx.dims = dims
+        ctx.x, normalized_shape, ctx.weight, _, ctx.eps = inputs
+        ctx.dims = tuple(range(-len(normalized_shape), 0))
         ctx.set_materialize_grads(False)
 
     @staticmethod
     def jvp(ctx, x_t, *_):
         if x_t is None:
             return None
-        mean = x_t.mean(ctx.dims, keepdim=True)
+        var, mean = torch.var_mean(ctx.x, dim=ctx.dims, unbiased=False, keepdim=True)
+        rstd = torch.rsqrt(var + ctx.eps)
+        x_hat = (ctx.x - mean) * rstd
+        gain = rstd if ctx.weight is None else rstd * ctx.weight
+        mean_t = x_t.mean(ctx.dims, keepdim=True)
         if len(ctx.dims) == 1:  # a row-wise dot product, without a tangent-sized temporary
-            projection = torch.linalg.vecdot(x_t, ctx.x_hat).unsqueeze(-1) / x_t.shape[-1]
+            projection = torch.linalg.vecdot(x_t, x_hat).unsqueeze(-1) / x_t.shape[-1]
         else:
-            projection = (x_t * ctx.x_hat).mean(ctx.dims, keepdim=True)
-        return torch.addcmul(x_t - mean, ctx.x_hat, projection, value=-1.0).mul_(ctx.gain)
+            projection = (x_t * x_hat).mean(ctx.dims, keepdim=True)
+        return torch.addcmul(x_t - mean_t, x_hat, projection, value=-1.0).mul_(gain)
 
 
 def _attention_bias(q: torch.Tensor, k: torch.Tensor, attn_mask, is_causal: bool) -> torch.Tensor | None:
@@ -220,19 +226,19 @@ class _Attention(Function):
         q, k, v, _, scale = inputs
         out, attn = output
         ctx.mark_non_differentiable(attn)
-        ctx.q, ctx.k_scaled, ctx.v, ctx.scale, ctx.out, ctx.attn = q, k * scale, v, scale, out, attn
+        ctx.q, ctx.k, ctx.v, ctx.scale, ctx.out, ctx.attn = q, k, v, scale, out, attn
         ctx.set_materialize_grads(False)
 
     @staticmethod
     def jvp(ctx, q_t, k_t, v_t, bias_t, *_):
-        attn = ctx.attn
+        attn, k_scaled = ctx.attn, ctx.k * ctx.scale
         scores_t = None
         if q_t is not None and k_t is not None:  # q_t (s k)^T + q (s k_t)^T as one product over the doubled head dim
             lhs = torch.cat([q_t, ctx.q.expand_as(q_t)], dim=-1)
-            rhs = torch.cat([ctx.k_scaled.expand_as(k_t), k_t * ctx.scale], dim=-1)
+            rhs = torch.cat([k_scaled.expand_as(k_t), k_t * ctx.scale], dim=-1)
             scores_t = torch.matmul(lhs, rhs.transpose(-2, -1))
         elif q_t is not None:
-            scores_t = torch.matmul(q_t, ctx.k_scaled.transpose(-2, -1))
+            scores_t = torch.matmul(q_t, k_scaled.transpose(-2, -1))
         elif k_t is not None:
             scores_t = torch.matmul(ctx.q, (k_t * ctx.scale).transpose(-2, -1))
         if bias_t is not None:  # an input-dependent mask
@@ -271,9 +277,125 @@ def _gelu(input, approximate="none"):
     return _Gelu.apply(input)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Folding eval-mode batch norms into the convolutions that feed them
+# --------------------------------------------------------------------------------------------------------------
+
+
+class FoldMismatchError(Exception):
+    """A folded batch norm was not called on the output of its convolution (the model's data flow changed)."""
+
+
+@dataclass
+class BatchNormFolds:
+    """Pairs ``conv2d -> batch_norm`` (eval mode) found by :func:`find_batch_norm_folds`.
+
+    ``BN(conv(x, W) + b) = conv(x, W s) + (b - mean) s + beta`` with ``s = gamma / sqrt(running_var + eps)``: an
+    exact reparametrisation (equal up to float rounding), after which the batch norm is the identity and costs
+    nothing in the tangent passes (one multiply per tangent and layer saved).
+    """
+
+    conv_weights: list[torch.Tensor] = field(default_factory=list)
+    bn_means: list[torch.Tensor] = field(default_factory=list)
+    bn_args: list[tuple] = field(default_factory=list)  # (running_var, weight, bias, eps) of each batch norm
+
+    def __len__(self) -> int:
+        return len(self.conv_weights)
+
+
+class _FoldProbe(TorchFunctionMode):
+    """Records conv2d outputs, how often each is used, and which eval batch norm consumes which output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(output) -> (output, conv weight)
+        self.uses: Counter[int] = Counter()
+        self.weight_calls: Counter[int] = Counter()
+        self.mean_calls: Counter[int] = Counter()
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor, tuple, int]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        leaves = torch.utils._pytree.tree_leaves
+        if any(isinstance(value, torch.Tensor) for value in leaves(out)):  # a use; metadata queries (dim()) are not
+            for value in leaves((args, kwargs)):
+                if isinstance(value, torch.Tensor) and id(value) in self.outputs:
+                    self.uses[id(value)] += 1
+        name = getattr(func, "__name__", "")
+        if name == "conv2d":
+            bound = inspect.signature(_conv2d).bind(*args, **kwargs)
+            self.outputs[id(out)] = (out, bound.arguments["weight"])  # keeps ``out`` alive: ids stay unique
+            self.weight_calls[id(bound.arguments["weight"])] += 1
+        elif name == "batch_norm":
+            bound = inspect.signature(_batch_norm).bind(*args, **kwargs)
+            a = {**{"weight": None, "bias": None, "training": False, "eps": 1e-5}, **bound.arguments}
+            if a["running_mean"] is not None:
+                self.mean_calls[id(a["running_mean"])] += 1
+            x = a["input"]
+            if id(x) in self.outputs and not a["training"] and a["running_mean"] is not None:
+                args_ = (a["running_var"], a["weight"], a["bias"], a["eps"])
+                self.pairs.append((self.outputs[id(x)][1], a["running_mean"], args_, id(x)))
+        return out
+
+
+def find_batch_norm_folds(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> BatchNormFolds:
+    """Run ``f`` once on ``x`` and find the ``conv2d -> batch_norm`` pairs that can be folded.
+
+    A pair qualifies when the convolution's output is used by nothing but the batch norm (eval mode, running
+    statistics present), and the convolution's weight and the batch norm's statistics are used by no other call.
+    """
+    probe = _FoldProbe()
+    with torch.no_grad(), probe:
+        f(x)
+    folds = BatchNormFolds()
+    for weight, mean, bn_args, out_id in probe.pairs:
+        if probe.uses[out_id] == 1 and probe.weight_calls[id(weight)] == 1 and probe.mean_calls[id(mean)] == 1:
+            folds.conv_weights.append(weight)
+            folds.bn_means.append(mean)
+            folds.bn_args.append(bn_args)
+    return folds
+
+
+@dataclass
+class _ActiveFold:
+    weight: torch.Tensor  # the convolution's own weight (identity check)
+    running_mean: torch.Tensor  # the batch norm's running mean (identity check)
+    folded_weight: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+    last_output: torch.Tensor | None = None
+
+
+_folds_by_weight: dict[int, _ActiveFold] = {}
+_folds_by_mean: dict[int, _ActiveFold] = {}
+
+
+@contextlib.contextmanager
+def folded_batch_norms(folds: BatchNormFolds) -> Iterator[None]:
+    """Inside :func:`fast_jvp_rules`, compute each folded pair as one convolution with folded weights."""
+    for weight, mean, (var, gamma, beta, eps) in zip(folds.conv_weights, folds.bn_means, folds.bn_args, strict=True):
+        scale = torch.rsqrt(var + eps)
+        if gamma is not None:
+            scale = scale * gamma
+        shift = -mean * scale if beta is None else beta - mean * scale
+        fold = _ActiveFold(weight, mean, weight * scale.reshape(-1, 1, 1, 1), scale, shift)
+        _folds_by_weight[id(weight)] = _folds_by_mean[id(mean)] = fold
+    try:
+        yield
+    finally:
+        _folds_by_weight.clear()
+        _folds_by_mean.clear()
+
+
 def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if torch.is_grad_enabled():
         return _native_conv2d(input, weight, bias, stride, padding, dilation, groups)
+    fold = _folds_by_weight.get(id(weight))
+    if fold is not None and fold.weight is weight:
+        folded_bias = fold.shift if bias is None else torch.addcmul(fold.shift, bias, fold.scale)
+        fold.last_output = _Conv2d.apply(input, fold.folded_weight, folded_bias, stride, padding, dilation, groups)
+        return fold.last_output
     return _Conv2d.apply(input, weight, bias, stride, padding, dilation, groups)
 
 
@@ -286,6 +408,11 @@ def _linear(input, weight, bias=None):
 def _batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     if training or running_mean is None or running_var is None or torch.is_grad_enabled():
         return _native_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    fold = _folds_by_mean.get(id(running_mean))
+    if fold is not None and fold.running_mean is running_mean:
+        if input is not fold.last_output:
+            raise FoldMismatchError("a folded batch norm was called on something other than its convolution's output")
+        return input
     return _EvalBatchNorm.apply(input, running_mean, running_var, weight, bias, eps)
 
 

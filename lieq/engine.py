@@ -34,12 +34,14 @@ Two independent implementations:
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ._fast_jvp import fast_jvp_rules
+from ._fast_jvp import BatchNormFolds, FoldMismatchError, fast_jvp_rules, find_batch_norm_folds, folded_batch_norms
+from ._memory import retain_freed_memory
 from .image_model import Generator, feature_layout, lie_action, resolve_generators, transform
 
 __all__ = ["autodiff_ready", "generator_basis", "lie_derivative", "resolve_output"]
@@ -186,6 +188,19 @@ def generator_basis(gens: Sequence[Generator]) -> tuple[list[int], Tensor]:
     return basis, coefficients
 
 
+_fold_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, BatchNormFolds]] = weakref.WeakKeyDictionary()
+
+
+def _batch_norm_folds(f: Callable[[Tensor], Tensor], x: Tensor) -> BatchNormFolds:
+    if not isinstance(f, nn.Module):
+        return BatchNormFolds()
+    key = (tuple(x.shape[1:]), x.dtype, x.device, f.training)
+    per_model = _fold_cache.setdefault(f, {})
+    if key not in per_model:
+        per_model[key] = find_batch_norm_folds(f, x[:1])
+    return per_model[key]
+
+
 def _forward(
     f: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -195,14 +210,23 @@ def _forward(
     vectorize: str,
     tangent_batch: int | str | None,
     basis: bool,
+    fold_batch_norm: bool,
 ) -> Tensor:
+    if x.device.type == "cpu":
+        retain_freed_memory()  # large tangent batches: no page faults per operation (lieq._memory)
     if basis:
         chosen, coefficients = generator_basis(gens)
     else:
         chosen, coefficients = list(range(len(gens))), torch.eye(len(gens), dtype=torch.float64)
     tangents, x0 = lie_action(x, [gens[i] for i in chosen], image_model, return_primal=True)
+    folds = _batch_norm_folds(f, x0) if fold_batch_norm else BatchNormFolds()
     with torch.no_grad(), fast_jvp_rules():
-        y, jv = jvp_many(f, x0, tangents, vectorize, tangent_batch)
+        try:
+            with folded_batch_norms(folds):
+                y, jv = jvp_many(f, x0, tangents, vectorize, tangent_batch)
+        except FoldMismatchError:  # the data flow differs from the probe's: no folding for this model
+            _fold_cache.get(f, {}).clear()  # type: ignore[call-overload]
+            y, jv = jvp_many(f, x0, tangents, vectorize, tangent_batch)
     if len(chosen) < len(gens):
         # rows of the identity copy basis generators exactly; the others are combined in float64
         jv = torch.einsum("gk,k...->g...", coefficients.to(device=jv.device), jv.double()).to(jv.dtype)
@@ -239,6 +263,7 @@ def lie_derivative(
     vectorize: str = "auto",
     tangent_batch: int | str | None = "auto",
     basis: bool = True,
+    fold_batch_norm: bool = True,
 ) -> Tensor:
     """Lie derivatives ``L_g f(x)`` for each generator: returns ``(G, *f(x).shape)``.
 
@@ -247,7 +272,8 @@ def lie_derivative(
     (decided from the output's shape).  ``method`` is ``"forward"`` or ``"double_backward"`` (module docstring).
     The units are those of the generator's parameter ``t`` (half image widths for translations, radians for
     rotations).  ``vectorize`` and ``tangent_batch`` tune the forward method (:func:`jvp_many`); ``basis`` lets it
-    compute only a basis of the requested generators' span (module docstring).  If ``f`` is an ``nn.Module`` it is
+    compute only a basis of the requested generators' span and ``fold_batch_norm`` folds eval batch norms into the
+    convolutions before them (module docstring).  If ``f`` is an ``nn.Module`` it is
     made autodiff-ready (:func:`autodiff_ready`) for the call.
     """
     gens = resolve_generators(generators)
@@ -257,5 +283,5 @@ def lie_derivative(
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     with autodiff_ready(f if isinstance(f, nn.Module) else None, keep_fused_attention=method == "forward"):
         if method == "forward":
-            return _forward(f, x, gens, output, image_model, vectorize, tangent_batch, basis)
+            return _forward(f, x, gens, output, image_model, vectorize, tangent_batch, basis, fold_batch_norm)
         return _double_backward(f, x, gens, output, image_model)

@@ -13,6 +13,17 @@ import torch
 from . import BENCHMARKS
 
 
+def _write(table: pd.DataFrame, path: Path, device: str) -> None:
+    table = table.copy()
+    table.attrs = {}
+    if path.exists() and device != "cpu":  # keep the CPU rows when adding GPU rows
+        old = pd.read_csv(path)
+        table = pd.concat([old[old.device != device], table], ignore_index=True)
+    table.to_csv(path, index=False)
+    print(f"\n== {path.stem} -> {path}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lieq.bench")
     parser.add_argument("names", nargs="*", default=BENCHMARKS, help=f"benchmarks to run (default: {BENCHMARKS})")
@@ -25,13 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         module = importlib.import_module(f"lieq.bench.{name}")
         table = module.run(args.device)
-        path = out_dir / f"{name}.csv"
-        if path.exists() and args.device != "cpu":  # keep the CPU rows when adding GPU rows
-            old = pd.read_csv(path)
-            table = pd.concat([old[old.device != args.device], table], ignore_index=True)
-        table.to_csv(path, index=False)
-        print(f"\n== {name} -> {path}")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        for table_name, part in {name: table, **table.attrs.get("extra", {})}.items():
+            _write(part, out_dir / f"{table_name}.csv", args.device)
     return 0
 
 
