@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from ._fast_jvp import BatchNormFolds, FoldMismatchError, fast_jvp_rules, find_batch_norm_folds, folded_batch_norms
 from ._memory import retain_freed_memory
-from .image_model import Generator, feature_layout, lie_action, resolve_generators, transform
+from .image_model import Generator, algebra_element, feature_layout, lie_action, resolve_generators, transform
 
 __all__ = ["autodiff_ready", "generator_basis", "lie_derivative", "resolve_output"]
 
@@ -148,13 +148,6 @@ def jvp_many(
     return y, torch.cat(outputs)  # type: ignore[return-value]
 
 
-def _algebra_vector(gen: Generator) -> list[float]:
-    """``dA/dt`` at ``t = 0`` of a spatial generator, flattened (6 numbers)."""
-    zero = torch.zeros(1, dtype=torch.float64)
-    _, derivative = torch.func.jvp(gen.affine, (zero,), (torch.ones_like(zero),))  # type: ignore[arg-type]
-    return derivative.reshape(-1).tolist()
-
-
 def generator_basis(gens: Sequence[Generator]) -> tuple[list[int], Tensor]:
     """A basis of the span of ``gens`` chosen among them, and the coefficients of every generator in it.
 
@@ -168,7 +161,7 @@ def generator_basis(gens: Sequence[Generator]) -> tuple[list[int], Tensor]:
     for g in gens:
         v = [0.0] * (6 + len(pointwise))
         if g.spatial:
-            v[:6] = _algebra_vector(g)
+            v[:6] = algebra_element(g).reshape(-1).tolist()
         else:
             v[6 + pointwise.index(g.name)] = 1.0
         vectors.append(v)

@@ -58,6 +58,7 @@ __all__ = [
     "IMAGE_MODELS",
     "Generator",
     "affine_matrices",
+    "algebra_element",
     "feature_layout",
     "lie_action",
     "resolve_generators",
@@ -470,6 +471,15 @@ def transform(x: Tensor, generator: str | Generator, t: Tensor, image_model: str
     return warp(x, gen.affine(t), image_model)
 
 
+def algebra_element(generator: str | Generator) -> Tensor:
+    """``dA/dt`` at ``t = 0`` of a spatial generator: its ``(2, 3)`` element of the affine Lie algebra (float64)."""
+    gen = GENERATORS[generator] if isinstance(generator, str) else generator
+    if gen.affine is None:
+        raise ValueError(f"{gen.name} is not a spatial generator")
+    zero = torch.zeros((), dtype=torch.float64)
+    return torch.func.jvp(gen.affine, (zero,), (torch.ones_like(zero),))[1]
+
+
 def lie_action(
     x: Tensor,
     generators: str | Sequence[str] | Sequence[Generator],
@@ -478,13 +488,18 @@ def lie_action(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Infinitesimal action ``d/dt T_g(t) x |_{t=0}`` of each generator ``g``: returns ``(G, *x.shape)``.
 
-    Computed by forward-mode autodiff of :func:`transform` in ``t`` (one ``t`` per generator, all generators in one
-    batched warp), so it is exactly the derivative of the finite transformation of ``image_model``.  With
-    ``return_primal`` also returns ``T(0) x`` as the sampler computes it (for ``bilinear`` it differs from ``x`` by
-    float rounding, ~1e-6, exactly as in the original code; the engine evaluates networks there).
+    Exactly the derivative of the finite transformation of ``image_model`` (:func:`transform`), computed by the chain
+    rule: at ``t = 0`` every spatial generator samples on the same (identity) grid ``p``, so
+    ``d/dt T_g(t) x = D_u(p) du_g/dt + D_v(p) dv_g/dt``, where ``D_u, D_v`` are the sampler's derivatives with respect
+    to the two normalised grid coordinates (forward-mode autodiff of the sampler, once per batch, with the floor
+    taken on the identity grid exactly as the original code did) and ``(du_g/dt, dv_g/dt) = A_g (p, 1)`` is the
+    generator's velocity field, ``A_g`` its Lie-algebra element (:func:`algebra_element`).  With ``return_primal``
+    also returns ``T(0) x`` as the sampler computes it (for ``bilinear`` it differs from ``x`` by float rounding,
+    ~1e-6, exactly as in the original code; the engine evaluates networks there).
     """
     gens = list(generators) if _is_generator_list(generators) else resolve_generators(generators)  # type: ignore[arg-type]
     x = x.detach()
+    _check_image_model(image_model)
     if image_model == "fourier":  # spectral, no resampling (the sampled series interpolates x exactly at t = 0)
         action = _fourier_lie_action(x, gens)
         return (action, x) if return_primal else action
@@ -492,14 +507,25 @@ def lie_action(
     primal = x
     spatial = [i for i, g in enumerate(gens) if g.spatial]
     if spatial:
+        img, back = _to_images(x)
+        b, c, h, w = img.shape
+        identity = torch.eye(2, 3, dtype=img.dtype, device=img.device).expand(b, 2, 3)
+        grid = F.affine_grid(identity, [b, c, h, w], align_corners=True)
+        sampler = _SAMPLERS[image_model]
+        units = torch.eye(2, dtype=img.dtype, device=img.device)
 
-        def warped(t: Tensor) -> Tensor:
-            theta = torch.stack([gens[i].affine(t[j]) for j, i in enumerate(spatial)])  # type: ignore[misc]
-            return warp(x, theta, image_model)
+        def derivative(unit: Tensor) -> tuple[Tensor, Tensor]:
+            return torch.func.jvp(lambda g: sampler(img, g), (grid,), (unit.expand_as(grid),))
 
-        zeros = torch.zeros(len(spatial), dtype=x.dtype, device=x.device)
-        values, tangent = torch.func.jvp(warped, (zeros,), (torch.ones_like(zeros),))
-        primal = values[0]
+        sampled, d_u = derivative(units[0])
+        _, d_v = derivative(units[1])
+        algebra = torch.stack([algebra_element(gens[i]) for i in spatial]).to(img.dtype).to(img.device)
+        velocity = F.affine_grid(algebra, [len(spatial), 1, h, w], align_corners=True)  # (S, H, W, 2)
+        tangent = d_u * velocity[:, None, None, :, :, 0] + d_v * velocity[:, None, None, :, :, 1]  # (S, B, C, H, W)
+        tangent = back(tangent)
+        if feature_layout(x.shape) == "tokens":  # the invariant leading tokens do not move
+            tangent[:, :, : x.shape[1] - h * w] = 0
+        primal = back(sampled.unsqueeze(0))[0]
         for j, i in enumerate(spatial):
             out[i] = tangent[j]
     action = torch.stack(out)  # type: ignore[arg-type]

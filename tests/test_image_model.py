@@ -209,3 +209,22 @@ def test_unknown_image_model_and_bad_shapes():
         lie_action(torch.randn(1, 1, 4, 4), ["rotate"], "nearest")
     with pytest.raises(ValueError, match="cannot resample"):
         warp(torch.randn(2, 7, 3), torch.eye(2, 3)[None])
+
+
+@pytest.mark.parametrize("image_model", list(IMAGE_MODELS))
+@pytest.mark.parametrize("layout", ["image", "tokens"])
+def test_chain_rule_action_equals_the_derivative_of_the_finite_transformation(image_model, layout):
+    """lie_action (sampler derivative x velocity field) equals forward-mode autodiff of transform(x, g, t) in t,
+    for every spatial generator, in float32 at a size where the bilinear floor depends on rounding."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 30, 30)
+    if layout == "tokens":
+        x = torch.cat([torch.randn(2, 1, 3), x.permute(0, 2, 3, 1).reshape(2, 900, 3)], dim=1)
+    spatial = [name for name, g in GENERATORS.items() if g.spatial]
+    action, primal = lie_action(x, spatial, image_model, return_primal=True)
+    zero = torch.zeros(1)
+    for i, name in enumerate(spatial):
+        value, tangent = torch.func.jvp(lambda t, n=name: transform(x, n, t, image_model), (zero,), (torch.ones(1),))
+        scale = float(tangent.abs().max())  # float32 rounding of sums of products of values up to ~40
+        torch.testing.assert_close(action[i], tangent[0], rtol=1e-5, atol=2e-6 * scale, msg=name)
+        torch.testing.assert_close(primal, value[0], rtol=0, atol=0)
