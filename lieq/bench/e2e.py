@@ -4,15 +4,14 @@ Models ``resnet50`` and ``vit_small_patch16_224`` (random init, 224 px, batch 8)
 Columns: ``model, method, image_model, device, batch, n_generators, seconds, fpe``.  The two methods are also
 checked to agree numerically (the relative difference is printed).
 
-The plain forward pass (the fpe denominator) is warmed up, then timed five times before and five times after the Lie
-derivatives, and its median is used: its first calls after start-up are up to 1.5x slower, which would otherwise flatter
-every ratio.  A second table, ``e2e_ablation``, times the forward engine with its two algorithmic shortcuts switched off
-(``basis=False``: one tangent pass per generator; ``fold_batch_norm=False``), side by side with the default.
+All times are the best of several runs.  The plain forward pass (the fpe denominator) is warmed up, then timed five
+times before and five times after the Lie derivatives: in a fresh process its first calls are up to 1.5x slower (its
+memory is not yet paged in), which would otherwise flatter every ratio.  A second table, ``e2e_ablation``, times
+the forward engine with its two algorithmic shortcuts switched off (``basis=False``: one tangent pass per generator;
+``fold_batch_norm=False``), side by side with the default.
 """
 
 from __future__ import annotations
-
-import statistics
 
 import pandas as pd
 import timm
@@ -44,18 +43,20 @@ def _measure(model, f, x: torch.Tensor, name: str, device: str) -> tuple[list[di
         seconds(lambda: model(x), repeats=1, warmup=3)
     plain_times = _plain_forward(model, x)
     timings, results = {}, {}
-    for method, repeats in (("forward", 3), ("double_backward", 1)):
+    for method, repeats in (("forward", 3), ("double_backward", 2)):
         out: list[torch.Tensor] = []
         timings[method] = seconds(
-            lambda m=method, out=out: out.append(lie_derivative(f, x, E2E_GENERATORS, method=m)), repeats=repeats
+            lambda m=method, out=out: out.append(lie_derivative(f, x, E2E_GENERATORS, method=m)),
+            repeats=repeats,
+            best=True,
         )
         results[method] = out[-1]
     variants = {
-        label: seconds(lambda kw=kw: lie_derivative(f, x, E2E_GENERATORS, **kw), repeats=2)
+        label: seconds(lambda kw=kw: lie_derivative(f, x, E2E_GENERATORS, **kw), repeats=2, best=True)
         for label, kw in ABLATION.items()
     }
     plain_times += _plain_forward(model, x)
-    plain = statistics.median(plain_times)
+    plain = min(plain_times)
     rows = [
         {"model": name, "method": method, "image_model": "bilinear", "device": device, "batch": batch,
          "n_generators": len(E2E_GENERATORS), "seconds": t, "fpe": t / plain}
