@@ -349,14 +349,16 @@ def _install_split(spec: LayerSpec, state: _State) -> list:
 
 
 @contextlib.contextmanager
-def _hooked(model: nn.Module, state: _State) -> Iterator[list[LayerSpec]]:
+def _hooked(model: nn.Module, state: _State, forward_only: bool = False) -> Iterator[list[LayerSpec]]:
+    """Install the hooks; ``forward_only`` (no reverse pass will be taken) keeps fused attention, whose
+    forward-mode rule is in :mod:`lieq._fast_jvp`."""
     specs = select_layers(model)
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
     handles = _install(model, specs, state)
     try:
-        with autodiff_ready(model), out_of_place(model):
+        with autodiff_ready(model, keep_fused_attention=forward_only), out_of_place(model):
             yield specs
     finally:
         for h in handles:
@@ -495,7 +497,7 @@ def layerwise(
     method: str = "auto",
     batch_size: int = 1,
     probe_batch: int = 8,
-    chunk: int = 8,
+    chunk: int = 16,
     zero_rtol: float = 1e-4,
     seed: int = 0,
     image_ids: Sequence[str] | None = None,
@@ -538,9 +540,9 @@ def layerwise(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="layerwise", unit="batch", leave=False)
-    with _hooked(model, state) as specs:
-        if method == "auto":  # forward-mode cost grows with the layer calls, reverse-mode cost with the probes
-            method = "forward" if exact or len(specs) * len(gens) <= 3 * probes else "reverse"
+    if method == "auto":  # forward-mode cost grows with the layer calls, reverse-mode cost with the probes
+        method = "forward" if exact or len(select_layers(model)) * len(gens) <= 3 * probes else "reverse"
+    with _hooked(model, state, forward_only=method == "forward" or exact):
         for start in starts:
             x = images[start : start + batch_size].to(device)
             b = x.shape[0]

@@ -13,9 +13,9 @@ Two independent implementations:
 
 ``method="forward"`` (default)
     Forward-mode autodiff (``torch.func.jvp``) with the tangents of all generators vectorised by ``torch.func.vmap``,
-    so the primal computation is done once and each generator adds one tangent pass (about ``1 + G`` forward-pass
-    equivalents).  Where a model's operations cannot be vmapped (in-place updates of primal tensors, some custom
-    kernels), it falls back to forward-mode on a batch that repeats the images once per generator.
+    so the primal computation is done once and each tangent adds one tangent pass (about ``1 + G`` forward-pass
+    equivalents for ``G`` tangents).  Where a model's operations cannot be vmapped (in-place updates of primal
+    tensors, some custom kernels), it falls back to forward mode on a batch that repeats the images once per tangent.
 
     The Lie derivative is linear in the generator: for affine generators with matrices ``A_g`` in the Lie algebra
     of the affine group (``A_g = dA/dt`` at ``t = 0``), the input action is ``v_g(x) = grad x . (A_g p)``, linear in
@@ -25,6 +25,17 @@ Two independent implementations:
     are exact linear combinations of them: ``rotate = shear_x - shear_y``, ``scale = -(stretch_x + stretch_y)`` and
     ``hyperbolic_rotate = shear_x + shear_y``.  The paper's 8 end-to-end generators need 7 tangent passes, all 10
     generators 7 instead of 10.
+
+    With ``fold_batch_norm=True`` every eval-mode batch norm that only consumes a convolution's output is folded
+    into that convolution for the forward pass (``BN(conv(x, W) + b) = conv(x, W s) + (b - mean) s + beta``, exact
+    up to float rounding), which removes one multiply per layer from every tangent pass.  The pairs are found once
+    per model and input shape by a probe pass on one image (:func:`lieq._fast_jvp.find_batch_norm_folds`); if the
+    model's data flow later differs, the engine notices and recomputes without folding.  Convolution, linear,
+    batch and layer norm, GELU and attention use the cheaper forward-mode rules of :mod:`lieq._fast_jvp`.
+
+    On CPUs the first forward call also sets glibc's ``malloc`` to keep freed memory for reuse
+    (:mod:`lieq._memory`): without it every large tangent tensor costs page faults, which made the engine about
+    2x slower.
 ``method="double_backward"``
     The original code's Jacobian-vector product: ``t`` is a scalar that requires grad, ``y = f(T(t) x)`` is built
     through the finite warp, and ``d y / d t`` is obtained with two reverse passes (the "double-backward trick").

@@ -166,3 +166,70 @@ def test_timm_vit_with_fused_attention_uses_the_rule_and_matches_the_unfused_mod
         y_ref, jv_ref = jvp_many(model, x, tangents, vectorize="vmap")
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(jv_fast, jv_ref, rtol=1e-4, atol=1e-5)
+
+
+class ConvBlocks(torch.nn.Module):
+    """conv -> BN (foldable), conv -> BN with the conv output also used by a residual (not foldable), and a BN after
+    a concatenation (not foldable)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.bn1 = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4)
+        self.bn3 = torch.nn.BatchNorm2d(8)
+        self.head = torch.nn.Linear(8, 5)
+        for bn in (self.bn1, self.bn2, self.bn3):  # non-trivial statistics, as after training
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.data.uniform_(0.5, 2)
+            bn.bias.data.uniform_(-1, 1)
+        self.eval()
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        c = self.conv2(h)
+        h2 = torch.relu(self.bn2(c) + c)
+        h3 = torch.relu(self.bn3(torch.cat([h, h2], dim=1)))
+        return self.head(h3.mean((2, 3)))
+
+
+def test_batch_norm_folding_finds_only_safe_pairs():
+    from lieq._fast_jvp import find_batch_norm_folds
+
+    model = ConvBlocks()
+    folds = find_batch_norm_folds(model, torch.randn(1, 3, 8, 8))
+    assert len(folds) == 1
+    assert folds.conv_weights[0] is model.conv1.weight and folds.bn_means[0] is model.bn1.running_mean
+    model.train()
+    assert len(find_batch_norm_folds(model, torch.randn(2, 3, 8, 8))) == 0  # training-mode batch norms: never
+
+
+def test_folded_forward_engine_matches_the_unfolded_one_and_the_reference():
+    from lieq.engine import lie_derivative
+
+    model = ConvBlocks()
+    x = torch.randn(3, 3, 8, 8)
+    folded = lie_derivative(model, x, "e2e")
+    unfolded = lie_derivative(model, x, "e2e", fold_batch_norm=False)
+    reference = lie_derivative(model, x, "e2e", method="double_backward")
+    torch.testing.assert_close(folded, unfolded, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_a_changed_data_flow_falls_back_to_no_folding():
+    """If a folded batch norm is not fed by its convolution in the real pass, the engine recomputes unfolded."""
+    from lieq.engine import lie_derivative
+
+    class Switch(ConvBlocks):
+        def forward(self, x):  # the probe (one image) sees conv1 -> bn1; larger batches put an op in between
+            c = self.conv1(x)
+            if x.shape[0] > 1:
+                c = c * 1.0
+            return self.head(torch.relu(self.bn1(c)).mean((2, 3)).repeat(1, 2))
+
+    model = Switch()
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(
+        lie_derivative(model, x, "e2e"), lie_derivative(model, x, "e2e", method="double_backward"), rtol=1e-4, atol=1e-6
+    )
