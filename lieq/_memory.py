@@ -1,4 +1,4 @@
-"""CPU memory allocation for the forward engine's large tangent batches.
+"""CPU memory allocation for large batches: the forward engine's tangents and the baselines' batches of samples.
 
 A forward-mode pass over ``G`` generators and ``B`` images allocates one tangent tensor of ``G * B`` feature maps per
 operation, 50-200 MB for an ImageNet model at ``G * B = 56``.  glibc's ``malloc`` serves every block above its mmap
