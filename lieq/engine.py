@@ -239,12 +239,28 @@ def _forward(
     return jv
 
 
+@contextlib.contextmanager
+def _twice_differentiable_activations() -> Iterator[None]:
+    """``hardsigmoid`` has no double backward in PyTorch (MobileNetV3, GhostNet, ... use it in squeeze-excite); for
+    the double-backward reference it is computed as ``relu6(x + 3) / 6``, bit-identical, which has one."""
+    native = torch.nn.functional.hardsigmoid
+
+    def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+        return torch.nn.functional.relu6(input + 3.0) / 6.0
+
+    torch.nn.functional.hardsigmoid = hardsigmoid
+    try:
+        yield
+    finally:
+        torch.nn.functional.hardsigmoid = native
+
+
 def _double_backward(
     f: Callable[[Tensor], Tensor], x: Tensor, gens: list[Generator], output: str, image_model: str
 ) -> Tensor:
     x = x.detach()
     results = []
-    with torch.enable_grad():
+    with torch.enable_grad(), _twice_differentiable_activations():
         for g in gens:
             t = torch.zeros(1, dtype=x.dtype, device=x.device, requires_grad=True)
             y = f(transform(x, g, t, image_model)[0])

@@ -220,3 +220,42 @@ def test_basis_reduction_is_exact(image_model):
     reduced = lie_derivative(conv, x, ALL, output="equivariant", image_model=image_model)
     full = lie_derivative(conv, x, ALL, output="equivariant", image_model=image_model, basis=False)
     torch.testing.assert_close(reduced, full, rtol=1e-4, atol=1e-5)
+
+
+def test_hard_activations_work_in_both_methods():
+    """MobileNetV3-style squeeze-excite (hardsigmoid, which PyTorch cannot differentiate twice) and hardswish."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.Hardswish(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 8, 1), nn.Hardsigmoid(),
+        nn.Flatten(), nn.Linear(8, 5),
+    ).eval()  # fmt: skip
+    x = torch.randn(2, 3, 12, 12)
+    fwd = lie_derivative(model, x, ["translate_x", "rotate"])
+    ref = lie_derivative(model, x, ["translate_x", "rotate"], method="double_backward")
+    assert relative_error(fwd, ref) < 1e-5
+    assert torch.nn.functional.hardsigmoid.__module__ == "torch.nn.functional", "the native function is restored"
+
+
+FAMILIES = {  # tag: (create_model kwargs, input size); each exercises a different path of the forward engine
+    "swin_tiny_patch4_window7_224": ({"img_size": 64, "window_size": 4}, 64),  # attention with a float mask
+    "beit_base_patch16_224": ({"img_size": 32, "depth": 2}, 32),  # relative position bias as the mask
+    "eva02_tiny_patch14_224": ({"img_size": 28}, 28),  # rotary embeddings, SwiGLU
+    "convnext_tiny": ({"depths": (1, 1, 1, 1)}, 32),  # channels-last LayerNorm
+    "levit_128s": ({"img_size": 64}, 64),  # BatchNorm1d after linear layers, attention biases
+    "mobilenetv3_large_100": ({}, 32),  # hardsigmoid squeeze-excite, folded batch norms
+    "densenet121": ({"block_config": (2, 2, 2, 2)}, 32),  # batch norms after concatenation (not folded)
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", list(FAMILIES))
+def test_forward_matches_double_backward_across_architecture_families(tag):
+    kwargs, size = FAMILIES[tag]
+    model = timm_model(tag, num_classes=10, **kwargs)
+    for m in model.modules():  # zero-initialised heads would make every Lie derivative vanish
+        if isinstance(m, nn.Linear) and m.out_features == 10:
+            nn.init.normal_(m.weight, std=0.5)
+    x = torch.randn(2, 3, size, size)
+    fwd = lie_derivative(model, x, "e2e")  # logits: the softmax of a random network can saturate (ill-conditioned)
+    ref = lie_derivative(model, x, "e2e", method="double_backward")
+    assert ref.norm() > 1e-6 and relative_error(fwd, ref) < 2e-5
