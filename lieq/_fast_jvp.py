@@ -31,7 +31,7 @@ import inspect
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -286,21 +286,21 @@ class FoldMismatchError(Exception):
     """A folded batch norm was not called on the output of its convolution (the model's data flow changed)."""
 
 
-@dataclass
-class BatchNormFolds:
-    """Pairs ``conv2d -> batch_norm`` (eval mode) found by :func:`find_batch_norm_folds`.
+@dataclass(frozen=True)
+class FoldPair:
+    """A ``conv2d -> batch_norm`` (eval mode) pair found by :func:`find_batch_norm_folds`.
 
     ``BN(conv(x, W) + b) = conv(x, W s) + (b - mean) s + beta`` with ``s = gamma / sqrt(running_var + eps)``: an
     exact reparametrisation (equal up to float rounding), after which the batch norm is the identity and costs
     nothing in the tangent passes (one multiply per tangent and layer saved).
     """
 
-    conv_weights: list[torch.Tensor] = field(default_factory=list)
-    bn_means: list[torch.Tensor] = field(default_factory=list)
-    bn_args: list[tuple] = field(default_factory=list)  # (running_var, weight, bias, eps) of each batch norm
-
-    def __len__(self) -> int:
-        return len(self.conv_weights)
+    conv_weight: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    gamma: torch.Tensor | None
+    beta: torch.Tensor | None
+    eps: float
 
 
 class _FoldProbe(TorchFunctionMode):
@@ -312,7 +312,7 @@ class _FoldProbe(TorchFunctionMode):
         self.uses: Counter[int] = Counter()
         self.weight_calls: Counter[int] = Counter()
         self.mean_calls: Counter[int] = Counter()
-        self.pairs: list[tuple[torch.Tensor, torch.Tensor, tuple, int]] = []
+        self.pairs: list[tuple[FoldPair, int]] = []  # (pair, id of the conv output it consumes)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -324,22 +324,23 @@ class _FoldProbe(TorchFunctionMode):
                     self.uses[id(value)] += 1
         name = getattr(func, "__name__", "")
         if name == "conv2d":
-            bound = inspect.signature(_conv2d).bind(*args, **kwargs)
+            bound = _CONV2D_SIGNATURE.bind(*args, **kwargs)
             self.outputs[id(out)] = (out, bound.arguments["weight"])  # keeps ``out`` alive: ids stay unique
             self.weight_calls[id(bound.arguments["weight"])] += 1
         elif name == "batch_norm":
-            bound = inspect.signature(_batch_norm).bind(*args, **kwargs)
+            bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
             a = {**{"weight": None, "bias": None, "training": False, "eps": 1e-5}, **bound.arguments}
             if a["running_mean"] is not None:
                 self.mean_calls[id(a["running_mean"])] += 1
             x = a["input"]
             if id(x) in self.outputs and not a["training"] and a["running_mean"] is not None:
-                args_ = (a["running_var"], a["weight"], a["bias"], a["eps"])
-                self.pairs.append((self.outputs[id(x)][1], a["running_mean"], args_, id(x)))
+                conv_weight = self.outputs[id(x)][1]
+                pair = FoldPair(conv_weight, a["running_mean"], a["running_var"], a["weight"], a["bias"], a["eps"])
+                self.pairs.append((pair, id(x)))
         return out
 
 
-def find_batch_norm_folds(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> BatchNormFolds:
+def find_batch_norm_folds(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> list[FoldPair]:
     """Run ``f`` once on ``x`` and find the ``conv2d -> batch_norm`` pairs that can be folded.
 
     A pair qualifies when the convolution's output is used by nothing but the batch norm (eval mode, running
@@ -348,13 +349,13 @@ def find_batch_norm_folds(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     probe = _FoldProbe()
     with torch.no_grad(), probe:
         f(x)
-    folds = BatchNormFolds()
-    for weight, mean, bn_args, out_id in probe.pairs:
-        if probe.uses[out_id] == 1 and probe.weight_calls[id(weight)] == 1 and probe.mean_calls[id(mean)] == 1:
-            folds.conv_weights.append(weight)
-            folds.bn_means.append(mean)
-            folds.bn_args.append(bn_args)
-    return folds
+    return [
+        pair
+        for pair, out_id in probe.pairs
+        if probe.uses[out_id] == 1
+        and probe.weight_calls[id(pair.conv_weight)] == 1
+        and probe.mean_calls[id(pair.running_mean)] == 1
+    ]
 
 
 @dataclass
@@ -372,15 +373,15 @@ _folds_by_mean: dict[int, _ActiveFold] = {}
 
 
 @contextlib.contextmanager
-def folded_batch_norms(folds: BatchNormFolds) -> Iterator[None]:
+def folded_batch_norms(pairs: list[FoldPair]) -> Iterator[None]:
     """Inside :func:`fast_jvp_rules`, compute each folded pair as one convolution with folded weights."""
-    for weight, mean, (var, gamma, beta, eps) in zip(folds.conv_weights, folds.bn_means, folds.bn_args, strict=True):
-        scale = torch.rsqrt(var + eps)
-        if gamma is not None:
-            scale = scale * gamma
-        shift = -mean * scale if beta is None else beta - mean * scale
-        fold = _ActiveFold(weight, mean, weight * scale.reshape(-1, 1, 1, 1), scale, shift)
-        _folds_by_weight[id(weight)] = _folds_by_mean[id(mean)] = fold
+    for p in pairs:
+        scale = torch.rsqrt(p.running_var + p.eps)
+        if p.gamma is not None:
+            scale = scale * p.gamma
+        shift = -p.running_mean * scale if p.beta is None else p.beta - p.running_mean * scale
+        fold = _ActiveFold(p.conv_weight, p.running_mean, p.conv_weight * scale.reshape(-1, 1, 1, 1), scale, shift)
+        _folds_by_weight[id(p.conv_weight)] = _folds_by_mean[id(p.running_mean)] = fold
     try:
         yield
     finally:
@@ -414,6 +415,10 @@ def _batch_norm(input, running_mean, running_var, weight=None, bias=None, traini
             raise FoldMismatchError("a folded batch norm was called on something other than its convolution's output")
         return input
     return _EvalBatchNorm.apply(input, running_mean, running_var, weight, bias, eps)
+
+
+_CONV2D_SIGNATURE = inspect.signature(_conv2d)
+_BATCH_NORM_SIGNATURE = inspect.signature(_batch_norm)
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._fast_jvp import BatchNormFolds, FoldMismatchError, fast_jvp_rules, find_batch_norm_folds, folded_batch_norms
+from ._fast_jvp import FoldMismatchError, FoldPair, fast_jvp_rules, find_batch_norm_folds, folded_batch_norms
 from ._memory import retain_freed_memory
 from .image_model import Generator, algebra_element, feature_layout, lie_action, resolve_generators, transform
 
@@ -187,17 +187,16 @@ def generator_basis(gens: Sequence[Generator]) -> tuple[list[int], Tensor]:
     nearest = coefficients.round()
     near = (coefficients - nearest).abs() < 1e-9
     coefficients[near] = nearest[near]  # the generators above combine with integer coefficients
-    for k, i in enumerate(basis):
-        coefficients[i] = torch.nn.functional.one_hot(torch.tensor(k), len(basis)).double()
+    coefficients[basis] = torch.eye(len(basis), dtype=torch.float64)  # basis generators: copied exactly
     return basis, coefficients
 
 
-_fold_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, BatchNormFolds]] = weakref.WeakKeyDictionary()
+_fold_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple, list[FoldPair]]] = weakref.WeakKeyDictionary()
 
 
-def _batch_norm_folds(f: Callable[[Tensor], Tensor], x: Tensor) -> BatchNormFolds:
+def _batch_norm_folds(f: Callable[[Tensor], Tensor], x: Tensor) -> list[FoldPair]:
     if not isinstance(f, nn.Module):
-        return BatchNormFolds()
+        return []
     key = (tuple(x.shape[1:]), x.dtype, x.device, f.training)
     per_model = _fold_cache.setdefault(f, {})
     if key not in per_model:
@@ -223,7 +222,7 @@ def _forward(
     else:
         chosen, coefficients = list(range(len(gens))), torch.eye(len(gens), dtype=torch.float64)
     tangents, x0 = lie_action(x, [gens[i] for i in chosen], image_model, return_primal=True)
-    folds = _batch_norm_folds(f, x0) if fold_batch_norm else BatchNormFolds()
+    folds = _batch_norm_folds(f, x0) if fold_batch_norm else []
     with torch.no_grad(), fast_jvp_rules():
         try:
             with folded_batch_norms(folds):

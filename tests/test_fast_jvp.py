@@ -200,7 +200,7 @@ def test_batch_norm_folding_finds_only_safe_pairs():
     model = ConvBlocks()
     folds = find_batch_norm_folds(model, torch.randn(1, 3, 8, 8))
     assert len(folds) == 1
-    assert folds.conv_weights[0] is model.conv1.weight and folds.bn_means[0] is model.bn1.running_mean
+    assert folds[0].conv_weight is model.conv1.weight and folds[0].running_mean is model.bn1.running_mean
     model.train()
     assert len(find_batch_norm_folds(model, torch.randn(2, 3, 8, 8))) == 0  # training-mode batch norms: never
 
