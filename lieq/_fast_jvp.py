@@ -184,20 +184,18 @@ class _LeftMatmul(Function):
 
     @staticmethod
     def jvp(ctx, a_t, x_t):
-        terms = [
-            torch.matmul(a_t, ctx.x) if a_t is not None else None,
-            _LeftMatmul.apply(ctx.a, x_t) if x_t is not None else None,
-        ]
-        terms = [t for t in terms if t is not None]
-        return None if not terms else terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        out = None if a_t is None else torch.matmul(a_t, ctx.x)
+        if x_t is not None:
+            term = _LeftMatmul.apply(ctx.a, x_t)
+            out = term if out is None else out + term
+        return out
 
     @staticmethod
     def vmap(info, in_dims, a, x):
         a_dim, x_dim = in_dims
-        if a_dim is not None or x_dim is None:
-            a = a if a_dim is None else a.movedim(a_dim, 0)
+        if a_dim is not None:  # ``a`` itself is vectorised: a plain broadcasting product
             x = x.unsqueeze(0) if x_dim is None else x.movedim(x_dim, 0)
-            return torch.matmul(a if a_dim is not None else a.unsqueeze(0), x), 0
+            return torch.matmul(a.movedim(a_dim, 0), x), 0
         x = x.movedim(x_dim, -2)  # (..., N, T, D)
         *lead, n, t, d = x.shape
         out = torch.matmul(a, x.reshape(*lead, n, t * d))
