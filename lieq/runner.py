@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import math
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -243,21 +245,67 @@ class _Claim:
             return True
         return True
 
-    def take(self, attempts: int, fresh: bool) -> bool:
-        """Write the marker; a ``fresh`` claim is exclusive (False when another process created it first)."""
+    def take(self, attempts: int, seen: dict[str, Any] | None) -> bool:
+        """Write the marker, exclusively: False when another process claimed the model first.
+
+        ``seen`` is the marker read before (a dead process's, to take over) or None.  The old marker is renamed
+        aside first, which only one process can do; if what was renamed is not the marker read before (another
+        process took it over in between), it is put back and the claim fails.  The new marker appears with its
+        content in one step (written to a temporary file, then hard-linked into place, which fails if the name
+        exists), so a process killed while claiming never leaves an empty marker no one can attribute.  Once the
+        claim is held, temporary files left by a killed writer of this model are removed.
+        """
         record = {"pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts}
         record["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if fresh:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if seen is not None:
+            aside = self.path.with_name(f".{self.path.name}.{os.getpid()}.stale.tmp")
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.rename(self.path, aside)
+            except FileNotFoundError:  # another process took it over first
+                return False
+            try:
+                moved = json.loads(aside.read_text())
+            except (OSError, ValueError):
+                moved = None
+            if moved is not None and moved != seen:  # a live claim made after we read: give it back
+                with contextlib.suppress(OSError):
+                    os.link(aside, self.path)
+                aside.unlink(missing_ok=True)
+                return False
+            aside.unlink(missing_ok=True)
+        if not self._create_exclusive(json.dumps(record)):
+            return False
+        self._remove_leftovers()
+        return True
+
+    def _create_exclusive(self, text: str) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            try:
+                os.link(tmp, self.path)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh)
+            except FileNotFoundError:  # the winner of a claim race removed our temporary file
+                return False
+            except OSError:  # a file system without hard links: exclusive create, then write
+                try:
+                    out = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(out, "w") as fh:
+                    fh.write(text)
             return True
-        results.write_json(self.path, record)
-        return True
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _remove_leftovers(self) -> None:
+        """Delete ``.<name>.*.tmp`` files of this model's result, error and marker files (a killed writer's)."""
+        stem = self.path.name[: -len(".running.json")]
+        for leftover in self.path.parent.glob(f".{stem}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
     def release(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -364,7 +412,7 @@ def run_sweep(
             claim.release()
             summary.failed[tag] = msg
             continue
-        if not claim.take(attempts + 1, fresh=record is None):
+        if not claim.take(attempts + 1, seen=record):
             summary.busy.append(tag)
             continue
         try:

@@ -174,6 +174,38 @@ def test_dead_process_marker_counts_attempts(tmp_path, images):
     assert busy.busy == ["resnet10t.c3_in1k"]
 
 
+def test_claim_is_exclusive_complete_and_cleans_a_killed_writers_leftovers(tmp_path):
+    """The marker never exists empty; taking over a dead claim removes the dead writer's temporary files; a claim
+    renamed aside that turns out to be live (taken over in between) is put back and the take-over fails."""
+    import socket
+
+    from lieq.runner import _Claim
+
+    path = tmp_path / "e2e" / "m__0123456789ab.parquet"
+    first = _Claim(path)
+    assert first.take(1, seen=None)
+    assert json.loads(first.path.read_text())["pid"] == os.getpid()  # complete the moment it exists
+    assert not _Claim(path).take(1, seen=None)  # exclusive
+    # a dead writer's leftovers: a half-written result and a half-written marker, plus another model's temp file
+    leftovers = [path.parent / f".{path.name}.abc123.tmp", path.parent / f".{first.path.name}.def456.tmp"]
+    other = path.parent / ".n__0123456789ab.parquet.xyz.tmp"
+    for f in [*leftovers, other]:
+        f.write_bytes(b"partial")
+    dead = {"pid": 0, "host": socket.gethostname(), "attempts": 1}
+    first.path.write_text(json.dumps(dead))
+    live = {"pid": os.getppid(), "host": socket.gethostname(), "attempts": 2}
+    # someone else took the dead claim over after we read it: we must not steal theirs
+    first.path.write_text(json.dumps(live))
+    assert not _Claim(path).take(2, seen=dead)
+    assert json.loads(first.path.read_text()) == live
+    # a genuine take-over of the dead claim
+    first.path.write_text(json.dumps(dead))
+    assert _Claim(path).take(2, seen=dead)
+    assert json.loads(first.path.read_text())["attempts"] == 2
+    assert not any(f.exists() for f in leftovers) and other.exists()
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([first.path.name, other.name])
+
+
 # ----------------------------------------------------------------------------------------------- bad inputs (CLI)
 
 
