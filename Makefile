@@ -42,11 +42,11 @@ $(FIGVENV)/.installed: pyproject.toml
 env: $(VENV)/.installed
 
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check lieq tests scripts
+	$(VENV)/bin/ruff check lieq tests scripts notebooks
 	$(RUN) -m pytest -q tests
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check lieq tests scripts
+	$(VENV)/bin/ruff check lieq tests scripts notebooks
 
 figures: $(FIGVENV)/.installed
 	$(FIGVENV)/bin/python -m lieq.pipeline figures

@@ -197,7 +197,10 @@ def read_source(name: str):
 
 
 def sync() -> list[Path]:
-    """Write ``notebooks/<name>.ipynb`` (no outputs) from every ``notebooks/<name>.py``."""
+    """Write ``notebooks/<name>.ipynb`` (no outputs) from every ``notebooks/<name>.py``; returns those rewritten.
+
+    Cells whose type and source are unchanged keep their ids, so a sync changes only what the ``.py`` changed.
+    """
     import jupytext
 
     written = []
@@ -205,7 +208,16 @@ def sync() -> list[Path]:
         nb = read_source(name)
         nb.metadata.pop("jupytext", None)
         path = NOTEBOOK_DIR / f"{name}.ipynb"
-        jupytext.write(nb, path, fmt="ipynb")
+        old = jupytext.read(path) if path.exists() else None
+        if old is not None:
+            ids = {(c.cell_type, c.source): c.get("id") for c in old.cells}
+            for cell in nb.cells:
+                if ids.get((cell.cell_type, cell.source)):
+                    cell["id"] = ids[(cell.cell_type, cell.source)]
+        text = jupytext.writes(nb, fmt="ipynb").rstrip("\n") + "\n"
+        if path.exists() and path.read_text() == text:
+            continue
+        path.write_text(text)
         written.append(path)
     return written
 

@@ -130,7 +130,8 @@ try:
     class_name = ImageNetInfo().index_to_description(c) if f(x).shape[-1] == 1000 else f"class {c}"
 except Exception:  # older timm
     class_name = f"class {c}"
-print(f"top class: {class_name} (p = {curve_p[0][k // 2]:.3f});", {im: round(v, 5) for im, v in zip(image_models, lie_p)})
+lie_by_image_model = {im: round(v, 5) for im, v in zip(image_models, lie_p)}
+print(f"top class: {class_name} (p = {curve_p[0][k // 2]:.3f});", lie_by_image_model)
 
 # %%
 meta = {

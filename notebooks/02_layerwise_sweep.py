@@ -52,6 +52,8 @@ S = notebook_settings(PRESET, models=MODELS, weights=WEIGHTS, data=DATA, n_image
 S
 
 # %%
+from IPython.display import display
+
 from lieq import figures, results
 from lieq.pipeline import check_sweep
 from lieq.runner import run_sweep

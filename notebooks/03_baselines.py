@@ -52,7 +52,7 @@ S = notebook_settings(PRESET, models=MODELS, weights=WEIGHTS, data=DATA, n_image
 S
 
 # %%
-from lieq import figures, results
+from lieq import results
 from lieq.pipeline import check_sweep
 from lieq.runner import run_sweep
 

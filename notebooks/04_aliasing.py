@@ -56,6 +56,8 @@ S = notebook_settings(PRESET, models=MODELS, weights=WEIGHTS, data=DATA, n_image
 S
 
 # %%
+from IPython.display import display
+
 from lieq import aliasing, results
 
 n = 2  # images per model in SMOKE mode
