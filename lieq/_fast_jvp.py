@@ -11,8 +11,8 @@ respect to the input only.
 * ``conv2d(x, W, b)``: tangent ``conv2d(x_t, W)``;
 * ``linear(x, W, b)``: tangent ``linear(x_t, W)``;
 * eval-mode ``batch_norm``: tangent ``x_t * weight / sqrt(running_var + eps)``;
-* exact ``gelu``: tangent ``x_t * (Phi(x) + x phi(x))`` with the slope computed once per primal (PyTorch's rule
-  re-evaluates it for every vectorised tangent);
+* exact ``gelu``: tangent ``x_t * (Phi(x) + x phi(x))`` with the slope computed once per primal, by GELU's fused
+  backward kernel (PyTorch's rule re-evaluates it for every vectorised tangent);
 * ``layer_norm``: with ``x_hat = (x - mean) * rstd`` and ``g = weight * rstd`` saved from the primal, the tangent is
   ``g * (x_t - mean(x_t) - x_hat * mean(x_hat * x_t))`` (means over the normalised dimensions): five passes over each
   tangent instead of the generic rule's recomputation of the statistics' derivatives;
@@ -120,8 +120,10 @@ class _Gelu(Function):
     def jvp(ctx, x_t):
         if x_t is None:
             return None
-        x = ctx.x
-        slope = 0.5 * (1.0 + torch.erf(x * 0.7071067811865476)) + x * torch.exp(-0.5 * x * x) * 0.3989422804014327
+        # Phi(x) + x phi(x) in one fused pass: GELU's own backward kernel with an upstream gradient of one
+        slope = torch.ops.aten.gelu_backward(
+            torch.ones((), dtype=ctx.x.dtype, device=ctx.x.device).expand_as(ctx.x), ctx.x
+        )
         return x_t * slope
 
 
