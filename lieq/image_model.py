@@ -45,6 +45,7 @@ row-major order with ``k`` leading invariant tokens (class / distillation tokens
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -379,7 +380,7 @@ def _fourier_lie_action(x: Tensor, gens: list[Generator]) -> Tensor:
             continue
         zero = torch.zeros(1, dtype=x.dtype, device=x.device)
         _, velocity = torch.func.jvp(g.affine, (zero,), (torch.ones_like(zero),))  # A'(0), (1, 2, 3)
-        field = F.affine_grid(velocity, [1, 1, h, w], align_corners=True)[0]  # (h, w, 2): A'(0) p
+        field = _affine_grid(velocity, [1, 1, h, w])[0]  # (h, w, 2): A'(0) p
         out.append(du * field[..., 0] + dv * field[..., 1])
     return torch.stack(out)
 
@@ -418,6 +419,17 @@ def _check_image_model(image_model: str) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _affine_grid(theta: Tensor, size: list[int]) -> Tensor:
+    """``F.affine_grid(theta, size, align_corners=True)``: normalised coordinates of the pixel centres.
+
+    A side of one pixel gets coordinate 0, its own centre (PyTorch's convention since 1.3); PyTorch warns about it
+    every call, which for 1 x 1 feature maps (layerwise attribution) is expected, so the warning is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*affine_grid behavior has changed for unit-size grids.*")
+        return F.affine_grid(theta, size, align_corners=True)
+
+
 def _to_images(x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
     """View a feature tensor as images (N, C, H, W) and return the inverse mapping (applied to a leading T axis)."""
     layout = feature_layout(x.shape)
@@ -453,7 +465,7 @@ def warp(x: Tensor, theta: Tensor, image_model: str = "bilinear") -> Tensor:
     b, c, h, w = img.shape
     t = theta.shape[0]
     theta = theta.to(img.dtype)
-    grid = F.affine_grid(theta.repeat_interleave(b, dim=0), [t * b, c, h, w], align_corners=True)
+    grid = _affine_grid(theta.repeat_interleave(b, dim=0), [t * b, c, h, w])
     src = img.expand(t, b, c, h, w).reshape(t * b, c, h, w)
     out = _SAMPLERS[image_model](src, grid).reshape(t, b, c, h, w)
     return back(out)
@@ -510,7 +522,7 @@ def lie_action(
         img, back = _to_images(x)
         b, c, h, w = img.shape
         identity = torch.eye(2, 3, dtype=img.dtype, device=img.device).expand(b, 2, 3)
-        grid = F.affine_grid(identity, [b, c, h, w], align_corners=True)
+        grid = _affine_grid(identity, [b, c, h, w])
         sampler = _SAMPLERS[image_model]
         units = torch.eye(2, dtype=img.dtype, device=img.device)
 
@@ -520,7 +532,7 @@ def lie_action(
         sampled, d_u = derivative(units[0])
         _, d_v = derivative(units[1])
         algebra = torch.stack([algebra_element(gens[i]) for i in spatial]).to(img.dtype).to(img.device)
-        velocity = F.affine_grid(algebra, [len(spatial), 1, h, w], align_corners=True)  # (S, H, W, 2)
+        velocity = _affine_grid(algebra, [len(spatial), 1, h, w])  # (S, H, W, 2)
         tangent = d_u * velocity[:, None, None, :, :, 0] + d_v * velocity[:, None, None, :, :, 1]  # (S, B, C, H, W)
         tangent = back(tangent)
         if feature_layout(x.shape) == "tokens":  # the invariant leading tokens do not move
