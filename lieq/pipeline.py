@@ -212,8 +212,8 @@ def sync() -> list[Path]:
         if old is not None:
             ids = {(c.cell_type, c.source): c.get("id") for c in old.cells}
             for cell in nb.cells:
-                if ids.get((cell.cell_type, cell.source)):
-                    cell["id"] = ids[(cell.cell_type, cell.source)]
+                if known := ids.get((cell.cell_type, cell.source)):
+                    cell["id"] = known
         text = jupytext.writes(nb, fmt="ipynb").rstrip("\n") + "\n"
         if path.exists() and path.read_text() == text:
             continue

@@ -286,9 +286,7 @@ class _Claim:
                 fh.write(text)
             try:
                 os.link(tmp, self.path)
-            except FileExistsError:
-                return False
-            except FileNotFoundError:  # the winner of a claim race removed our temporary file
+            except (FileExistsError, FileNotFoundError):  # claimed first (the winner may have removed our file)
                 return False
             except OSError:  # a file system without hard links: exclusive create, then write
                 try:
