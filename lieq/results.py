@@ -133,6 +133,14 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def remove_temporary_files(path: Path) -> None:
+    """Delete the temporary files (``.<name>.*.tmp``, see :func:`_atomic_write`) a killed writer left for the result
+    at ``path`` and its error and running markers.  Call it only while holding the model's claim."""
+    stem = path.name[: -len(".parquet")]
+    for leftover in path.parent.glob(f".{stem}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 def write_json(path: Path, record: dict[str, Any]) -> None:
     """Write a JSON record atomically."""
     _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(_jsonable(record), indent=1)))

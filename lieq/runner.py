@@ -216,6 +216,7 @@ class _Claim:
     """The ``.running.json`` marker of a model in progress (pid, host, attempt count)."""
 
     def __init__(self, path: Path, stale_after_s: float = 12 * 3600) -> None:
+        self.result = path
         self.path = results.running_path(path)
         self.stale_after_s = stale_after_s
 
@@ -275,7 +276,7 @@ class _Claim:
             aside.unlink(missing_ok=True)
         if not self._create_exclusive(json.dumps(record)):
             return False
-        self._remove_leftovers()
+        results.remove_temporary_files(self.result)
         return True
 
     def _create_exclusive(self, text: str) -> bool:
@@ -298,12 +299,6 @@ class _Claim:
             return True
         finally:
             Path(tmp).unlink(missing_ok=True)
-
-    def _remove_leftovers(self) -> None:
-        """Delete ``.<name>.*.tmp`` files of this model's result, error and marker files (a killed writer's)."""
-        stem = self.path.name[: -len(".running.json")]
-        for leftover in self.path.parent.glob(f".{stem}.*.tmp"):
-            leftover.unlink(missing_ok=True)
 
     def release(self) -> None:
         self.path.unlink(missing_ok=True)

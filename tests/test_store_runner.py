@@ -192,7 +192,6 @@ def test_claim_is_exclusive_complete_and_cleans_a_killed_writers_leftovers(tmp_p
     for f in [*leftovers, other]:
         f.write_bytes(b"partial")
     dead = {"pid": 0, "host": socket.gethostname(), "attempts": 1}
-    first.path.write_text(json.dumps(dead))
     live = {"pid": os.getppid(), "host": socket.gethostname(), "attempts": 2}
     # someone else took the dead claim over after we read it: we must not steal theirs
     first.path.write_text(json.dumps(live))
