@@ -53,10 +53,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import conventions
+
 __all__ = [
     "BAND_LIMITED_IMAGE_MODELS",
+    "E2E_GENERATORS",
     "GENERATORS",
     "IMAGE_MODELS",
+    "LAYERWISE_GENERATORS",
     "Generator",
     "affine_matrices",
     "algebra_element",
@@ -81,10 +85,10 @@ def _affine(m00, m01, m10, m11, b0, b1) -> Tensor:
 
 @dataclass(frozen=True)
 class Generator:
-    """One generator of a one-parameter transformation group.
+    """One generator of a one-parameter transformation group (its conventions: :data:`lieq.conventions.GENERATORS`).
 
     ``affine(t)`` maps a tensor of parameters ``t`` (any shape) to the 2x3 matrices ``A(t)`` (shape ``t.shape + (2,
-    3)``) given to the sampling grid; it is ``None`` for the pointwise generator ``saturate``, which scales the
+    3)``) given to the sampling grid; it is ``None`` for a pointwise generator (``saturate``), which scales the
     (normalised) values by ``1 + t`` instead of resampling.
     """
 
@@ -93,8 +97,13 @@ class Generator:
     description: str
 
     @property
+    def pointwise(self) -> bool:
+        """Whether the generator acts on the values rather than by resampling (declared in :mod:`lieq.conventions`)."""
+        return conventions.GENERATORS[self.name].pointwise
+
+    @property
     def spatial(self) -> bool:
-        return self.affine is not None
+        return not self.pointwise
 
 
 def _translate_x(t: Tensor) -> Tensor:
@@ -142,61 +151,39 @@ def _hyperbolic_rotate(t: Tensor) -> Tensor:
     return _affine(c, s, s, c, z, z)
 
 
-GENERATORS: dict[str, Generator] = {
-    g.name: g
-    for g in [
-        Generator("translate_x", _translate_x, "A = [I | (t, 0)]: shift along x, t in half image widths"),
-        Generator("translate_y", _translate_y, "A = [I | (0, t)]: shift along y, t in half image heights"),
-        Generator("rotate", _rotate, "A = [[cos t, sin t], [-sin t, cos t]]: rotation about the centre, radians"),
-        Generator("scale", _scale, "A = (1 - t) I: isotropic scaling about the centre"),
-        Generator("shear_x", _shear_x, "A = [[1, t], [0, 1]]"),
-        Generator("shear_y", _shear_y, "A = [[1, 0], [t, 1]]"),
-        Generator("stretch_x", _stretch_x, "A = diag(1 + t, 1) (identity at t = 0)"),
-        Generator("stretch_y", _stretch_y, "A = diag(1, 1 + t) (identity at t = 0)"),
-        Generator("hyperbolic_rotate", _hyperbolic_rotate, "A = [[cosh t, sinh t], [sinh t, cosh t]]"),
-        Generator("saturate", None, "x -> (1 + t) x on the normalised tensor (pointwise, not a resampling)"),
-    ]
+#: The finite map ``A(t)`` of every spatial generator of :data:`lieq.conventions.GENERATORS`.
+_FINITE_MAPS: dict[str, Callable[[Tensor], Tensor]] = {
+    "translate_x": _translate_x,
+    "translate_y": _translate_y,
+    "rotate": _rotate,
+    "scale": _scale,
+    "shear_x": _shear_x,
+    "shear_y": _shear_y,
+    "stretch_x": _stretch_x,
+    "stretch_y": _stretch_y,
+    "hyperbolic_rotate": _hyperbolic_rotate,
 }
+if set(_FINITE_MAPS) != set(conventions.SPATIAL_GENERATORS):  # a generator declared without a map, or vice versa
+    raise ImportError(f"finite maps {sorted(_FINITE_MAPS)} != spatial generators {conventions.SPATIAL_GENERATORS}")
 
-#: Generators of the original end-to-end runs, in the original order.
-E2E_GENERATORS: tuple[str, ...] = (
-    "translate_x",
-    "translate_y",
-    "rotate",
-    "shear_x",
-    "shear_y",
-    "stretch_x",
-    "stretch_y",
-    "saturate",
-)
-#: Generators of the original layerwise runs.
-LAYERWISE_GENERATORS: tuple[str, ...] = ("translate_x", "rotate", "hyperbolic_rotate", "scale", "saturate")
+GENERATORS: dict[str, Generator] = {
+    name: Generator(name, None if spec.pointwise else _FINITE_MAPS[name], spec.description)
+    for name, spec in conventions.GENERATORS.items()
+}
+E2E_GENERATORS = conventions.E2E_GENERATORS
+LAYERWISE_GENERATORS = conventions.LAYERWISE_GENERATORS
 
 
 def resolve_generators(generators: str | Sequence[str] | None) -> list[Generator]:
-    """Turn ``"all"``, ``"e2e"``, ``"layerwise"``, a comma-separated string or a list of names into generators."""
-    if generators is None or generators == "e2e":
-        names: Sequence[str] = E2E_GENERATORS
-    elif generators == "all":
-        names = list(GENERATORS)
-    elif generators == "layerwise":
-        names = LAYERWISE_GENERATORS
-    elif isinstance(generators, str):
-        names = [n.strip() for n in generators.split(",") if n.strip()]
-    else:
-        names = list(generators)
-    unknown = [n for n in names if n not in GENERATORS]
-    if unknown:
-        raise ValueError(f"unknown generator(s) {', '.join(unknown)}; known: {', '.join(GENERATORS)}")
-    if not names:
-        raise ValueError("no generator given")
-    return [GENERATORS[n] for n in names]
+    """Turn a set name of :data:`lieq.conventions.GENERATOR_SETS` (``"e2e"``, ``"layerwise"``, ``"all"``; ``None``
+    = ``"e2e"``), a comma-separated string or a list of names into generators."""
+    return [GENERATORS[n] for n in conventions.generator_names(generators)]
 
 
 def affine_matrices(generator: str | Generator, t: Tensor) -> Tensor:
     """The 2x3 matrices ``A(t)`` of a spatial generator for a vector of parameters ``t``."""
     gen = GENERATORS[generator] if isinstance(generator, str) else generator
-    if gen.affine is None:
+    if gen.pointwise:
         raise ValueError(f"{gen.name} is not a spatial generator")
     return gen.affine(t)
 
@@ -216,7 +203,7 @@ def token_grid(n_tokens: int) -> tuple[int, int] | None:
 
 
 def feature_layout(shape: Sequence[int]) -> str:
-    """Classify a batched feature tensor shape (NOTES.md section 2).
+    """Classify a batched feature tensor shape (docs/conventions.md section 2).
 
     ``"image"`` for ``(B, C, H, W)`` with ``H, W`` not both 1; ``"tokens"`` for ``(B, N, C)`` with
     ``N = s^2 + k``, ``k in {0, 1, 2}``; ``"invariant"`` for everything else (pooled vectors, logits).
@@ -478,7 +465,7 @@ def transform(x: Tensor, generator: str | Generator, t: Tensor, image_model: str
     """
     gen = GENERATORS[generator] if isinstance(generator, str) else generator
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
-    if gen.affine is None:
+    if gen.pointwise:
         return x.unsqueeze(0) * (1 + t).reshape(-1, *([1] * x.dim()))
     return warp(x, gen.affine(t), image_model)
 
@@ -486,7 +473,7 @@ def transform(x: Tensor, generator: str | Generator, t: Tensor, image_model: str
 def algebra_element(generator: str | Generator) -> Tensor:
     """``dA/dt`` at ``t = 0`` of a spatial generator: its ``(2, 3)`` element of the affine Lie algebra (float64)."""
     gen = GENERATORS[generator] if isinstance(generator, str) else generator
-    if gen.affine is None:
+    if gen.pointwise:
         raise ValueError(f"{gen.name} is not a spatial generator")
     zero = torch.zeros((), dtype=torch.float64)
     return torch.func.jvp(gen.affine, (zero,), (torch.ones_like(zero),))[1]

@@ -1,6 +1,6 @@
 """Which modules of a network are "layers" for the layerwise attribution, their categories and feature layouts.
 
-The chain-rule decomposition of the Lie derivative (NOTES.md section 4) needs a set of non-overlapping modules
+The chain-rule decomposition of the Lie derivative (docs/conventions.md section 5) needs non-overlapping modules
 ``f_i`` whose composition (together with the equivariant glue between them: residual additions, concatenations,
 reshapes) is the network.  :func:`select_layers` chooses them by rules on module *structure* (children, attributes,
 base classes), not by a list of class names of one timm release:
@@ -34,7 +34,7 @@ base classes), not by a list of class names of one timm release:
 
 A module that is never called in a forward pass simply has no entry in the attribution (hooks record calls).
 
-Feature layouts (how a layer's input and output tensors are seen as images, NOTES.md section 2).  Each layer has
+Feature layouts (how a layer's input and output are seen as images, docs/conventions.md section 2).  Each layer has
 an ``in_layout`` and an ``out_layout``:
 
 ``auto``
@@ -63,6 +63,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from .conventions import CATEGORIES
+
 __all__ = [
     "CATEGORIES",
     "LAYOUTS",
@@ -73,7 +75,6 @@ __all__ = [
     "select_layers",
 ]
 
-CATEGORIES: tuple[str, ...] = ("Activation", "Conv", "Attention", "Norm", "Pool", "Linear/MLP", "Embedding", "Other")
 LAYOUTS: tuple[str, ...] = ("auto", "nhwc", "tokens_t")
 
 _ACT_WORDS = ("relu", "gelu", "silu", "swish", "sigmoid", "tanh", "mish", "elu", "softplus", "hardswish", "hard")
@@ -211,7 +212,7 @@ def _is_composite(module: nn.Module) -> bool:
 
 
 def category_of(module: nn.Module) -> str:
-    """The figure category of a module: one of :data:`CATEGORIES`.
+    """The figure category of a module: one of :data:`lieq.conventions.CATEGORIES`.
 
     Windowed-attention (Swin) blocks are ``Attention``; patch merging and pooling are ``Pool``; squeeze-excite and
     gather-excite blocks are ``Other`` (a gating by a globally pooled vector); ``nn.Linear`` and MLP blocks are

@@ -1,4 +1,5 @@
-"""Finite and discrete baselines (lieq.baselines): exact properties of the resamplers and of the metrics."""
+"""Finite and discrete baselines (lieq.baselines, lieq.layerwise_baselines, lieq.discrete_transforms, lieq.tables):
+exact properties of the resamplers and of the metrics."""
 
 from __future__ import annotations
 
@@ -9,19 +10,12 @@ import torch
 from torch import nn
 
 from lieq import experiments
-from lieq.baselines import (
-    E2E_METRICS,
-    bandlimited_rotate,
-    baseline_metrics,
-    integer_shift,
-    lanczos_shift,
-    layerwise_eq,
-    lee_correlations,
-    psnr,
-    to_wide,
-)
+from lieq.baselines import E2E_METRICS, baseline_metrics
+from lieq.discrete_transforms import bandlimited_rotate, integer_shift, lanczos_shift
 from lieq.image_model import transform
+from lieq.layerwise_baselines import layerwise_eq
 from lieq.metrics import e2e_lee
+from lieq.tables import lee_correlations, psnr, to_wide
 
 
 def smooth_image(b: int = 2, c: int = 3, n: int = 32, seed: int = 0) -> torch.Tensor:
@@ -215,7 +209,7 @@ def test_registered_experiments_run():
         config = {**exp.defaults, "samples": 2}
         if name == "baselines":
             config["metrics"] = "eq_t,consistency_crop"
-        table = exp.fn(model.eval(), x, [0, 1], ["p", "q"], config, progress=False)
+        table = exp.fn(model.eval(), x, [0, 1], ["p", "q"], **config, progress=False)
         assert "image" in table.columns and set(table["image"]) == {"p", "q"}
         assert {"stat", "value"} <= set(table.columns) and table["value"].notna().all()
 
