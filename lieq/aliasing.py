@@ -31,15 +31,17 @@ grid's Nyquist frequency is what folds back (aliases) below it on the grid.
 
 Whole networks: :func:`input_smoothness` (end-to-end LEE as inputs are low-passed), :func:`image_model_audit`
 (end-to-end LEE under several image models), :data:`BLURPOOL_PAIRS` (anti-aliased timm architectures and their
-plain counterparts).  Runner experiments: ``input_smoothness``, ``image_model_audit``, ``layerwise_smoothness``.
-``python -m lieq.aliasing SECTION`` computes and stores the results of the single-layer study and the sweeps.
+plain counterparts).
+
+Runner experiments (``lieq sweep <name>`` / :func:`lieq.runner.run_sweep`, the only route to the store):
+``single-layers``, ``spectra`` and ``spectra-summary`` (model-free: stored under the pseudo-models ``single-layers``
+and ``nonlinearities``), ``input-smoothness``, ``layerwise-smoothness``, ``blurpool``, ``image-model-audit`` and
+``layerwise-image-model-audit`` (timm models).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -66,6 +68,7 @@ __all__ = [
     "mirror_extend",
     "nonlinearity_spectra",
     "rank_correlations",
+    "square_images",
 ]
 
 #: Image models compared by the audit (the paper's, both one-sided variants, Catmull-Rom and band-limited).
@@ -139,20 +142,26 @@ def natural_signal(images: Tensor, frac: float) -> Tensor:
     return (x / x.pow(2).mean(dim=(-2, -1), keepdim=True).sqrt().clamp_min(1e-12)).float()
 
 
-def load_natural_images(folder: str | Path, n: int = 4, size: int = 65, seed: int = 0) -> tuple[Tensor, list[str]]:
-    """``n`` images of an ImageNet-style folder, centre-cropped square and resized to ``size``: ``(n, 3, S, S)``."""
+def square_images(images: Sequence, size: int = 65) -> Tensor:
+    """PIL images centre-cropped square and resized (bicubic) to ``size``: ``(n, 3, S, S)`` in [0, 1]."""
     from PIL import Image
 
-    from .data import load_image_folder
-
-    found = load_image_folder(folder, n, seed)
     arrays = []
-    for im in found.images:
+    for im in images:
+        im = im.convert("RGB")
         side = min(im.size)
         left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
         im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
         arrays.append(np.asarray(im, dtype=np.float32) / 255)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), found.ids
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_natural_images(folder: str | Path, n: int = 4, size: int = 65, seed: int = 0) -> tuple[Tensor, list[str]]:
+    """``n`` images of an ImageNet-style folder, centre-cropped square and resized to ``size``: ``(n, 3, S, S)``."""
+    from .data import load_image_folder
+
+    found = load_image_folder(folder, n, seed)
+    return square_images(found.images, size), found.ids
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -449,163 +458,188 @@ def rank_correlations(table: pd.DataFrame, value: str = "mean_abs", generator: s
     return means.corr(method="spearman")
 
 
-def _split(value) -> list:
-    return [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+def _names(value: str) -> list[str]:
+    """A comma-separated configuration value as a list of names."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
 
 
-@register(
-    "input_smoothness",
-    defaults={"fracs": "1.5,0.75,0.5,0.25", "generators": "translate_x,rotate", "image_model": "bilinear"},
-    description="end-to-end LEE vs low-pass filtering of the inputs (fraction of Nyquist; >= 1.42 = unfiltered)",
-)
-def input_smoothness_experiment(model, inputs, labels, image_ids, config, progress=False) -> pd.DataFrame:
-    fracs = [float(f) for f in _split(config["fracs"])]
+def _floats(value: str) -> list[float]:
+    return [float(v) for v in _names(value)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Runner experiments (``lieq sweep <name>``; run ``aliasing`` / ``image-model`` in notebooks/04_aliasing)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@register("single-layers", models="single-layers")
+def single_layers_experiment(
+    images,
+    seed: int = 0,
+    *,
+    layers: str = "all",
+    fracs: str = ",".join(f"{f:g}" for f in DEFAULT_FRACS),
+    image_models: str = "bilinear,central,fourier",
+    generators: str = "translate_x,rotate",
+    size: int = 33,
+    channels: int = 16,
+    batch: int = 2,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Each single layer's own Lie derivative vs input frequency (:func:`layer_study`; model-free).
+
+    Signals: ``batch`` DCT-mode sinusoids and the sweep's images (centre-cropped, resized to ``size``,
+    :func:`natural_signal`); layer weights are random, seeded by the sweep's ``seed``.  ``layers``: ``all`` or
+    comma-separated names of :data:`LAYERS`.
+    """
+    natural = square_images(images.images, size) if images is not None and len(images) else None
+    table = layer_study(
+        None if layers == "all" else _names(layers),
+        _floats(fracs),
+        _names(image_models),
+        _names(generators),
+        size=size,
+        channels=channels,
+        batch=batch,
+        natural=natural,
+        seed=seed,
+        progress=progress,
+    )
+    source = f"dct-modes+{images.source}" if natural is not None else "dct-modes"
+    return table, {"weights": f"random:seed={seed}", "data": source}
+
+
+def _spectra(fracs: str, size: int, oversample: int, nonlinearities: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return nonlinearity_spectra(_floats(fracs), size, oversample, _names(nonlinearities))
+
+
+@register("spectra", models="nonlinearities")
+def spectra_experiment(
+    *,
+    fracs: str = "0.1,0.3,0.5,0.7,0.9",
+    size: int = 65,
+    oversample: int = 8,
+    nonlinearities: str = "relu,gelu,silu,tanh",
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Power spectra of each non-linearity of a cosine on the grid vs on the continuous signal (model-free;
+    :func:`nonlinearity_spectra`, the ``spectra`` table)."""
+    return _spectra(fracs, size, oversample, nonlinearities)[0], {"data": "dct-modes"}
+
+
+@register("spectra-summary", models="nonlinearities")
+def spectra_summary_experiment(
+    *,
+    fracs: str = "0.1,0.3,0.5,0.7,0.9",
+    size: int = 65,
+    oversample: int = 8,
+    nonlinearities: str = "relu,gelu,silu,tanh",
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Aliased power per non-linearity and frequency (model-free; :func:`nonlinearity_spectra`, the ``summary``
+    table)."""
+    return _spectra(fracs, size, oversample, nonlinearities)[1], {"data": "dct-modes"}
+
+
+@register("input-smoothness")
+def input_smoothness_experiment(
+    model,
+    inputs,
+    labels,
+    image_ids,
+    *,
+    fracs: str = "1.5,0.75,0.5,0.25",
+    generators: str = "translate_x,rotate",
+    image_model: str = "bilinear",
+    batch_size: int = 4,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """End-to-end LEE vs low-pass filtering of the inputs (fraction of Nyquist; >= 1.42 = unfiltered)."""
     return input_smoothness(
-        model, inputs, image_ids, labels, fracs, _split(config["generators"]), config["image_model"], progress=progress
+        model, inputs, image_ids, labels, _floats(fracs), _names(generators), image_model, batch_size, progress
     )
 
 
-@register(
-    "image_model_audit",
-    defaults={"image_models": ",".join(AUDIT_IMAGE_MODELS), "generators": "translate_x,rotate"},
-    description="end-to-end LEE under several continuous image models (bilinear variants, central, fourier)",
-)
-def image_model_audit_experiment(model, inputs, labels, image_ids, config, progress=False) -> pd.DataFrame:
-    return image_model_audit(
-        model, inputs, image_ids, labels, _split(config["image_models"]), _split(config["generators"])
-    )
-
-
-@register(
-    "layerwise_smoothness",
-    defaults={"fracs": "1.5,0.5", "generator": "translate_x", "image_model": "bilinear", "probes": 20},
-    description="layerwise attribution vs low-pass filtering of the inputs",
-)
-def layerwise_smoothness_experiment(model, inputs, labels, image_ids, config, progress=False) -> pd.DataFrame:
+@register("layerwise-smoothness")
+def layerwise_smoothness_experiment(
+    model,
+    inputs,
+    image_ids,
+    seed: int = 0,
+    *,
+    fracs: str = "1.5,0.5,0.25",
+    generator: str = "translate_x",
+    image_model: str = "bilinear",
+    probes: int = 20,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Layerwise attribution (:func:`lieq.attribution.layerwise`, probes seeded by the sweep's seed) vs low-pass
+    filtering of the inputs."""
     from .attribution import layerwise
 
     rows = []
-    for frac in (float(f) for f in _split(config["fracs"])):
+    for frac in _floats(fracs):
         x = inputs if frac >= math.sqrt(2) else lowpass(inputs, frac)
-        table = layerwise(
-            model, x, config["generator"], int(config["probes"]), config["image_model"], image_ids=image_ids
-        )
+        table = layerwise(model, x, generator, int(probes), image_model, image_ids=image_ids, seed=seed)
         rows.append(table.assign(lowpass=frac))
     return pd.concat(rows, ignore_index=True)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Stored results (python -m lieq.aliasing SECTION)
-# --------------------------------------------------------------------------------------------------------------
-
-_REPO = Path(__file__).resolve().parents[1]
-SHARED = _REPO.parent / "shared" / "data"
-
-
-def store(table: pd.DataFrame, run: str, experiment: str, model: str, config: dict, weights: str, data: str) -> Path:
-    """Save with :func:`lieq.results.save` and the runner's provenance columns."""
-    from .results import save
-    from .runner import base_provenance
-
-    prov = {**base_provenance("cpu"), "weights": weights, "data": data, "seed": int(config.get("seed", 0))}
-    return save(table, run, experiment, model, config, prov)
-
-
-def _embedded_inputs(tag: str, n_images: int, weights: str = "pip", seed: int = 0):
-    from .data import load_image_folder, preprocess
-    from .weights import create_model
-
-    model, source = create_model(tag, weights, seed=seed)
-    images = load_image_folder(SHARED / "imagenet-sample", n_images, seed=0)
-    return model, source, preprocess(images.images, model), images
+@register("blurpool")
+def blurpool_experiment(
+    model,
+    inputs,
+    labels,
+    image_ids,
+    model_name: str = "",
+    *,
+    image_models: str = "bilinear,central",
+    generators: str = "translate_x,rotate",
+    batch_size: int = 4,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """End-to-end LEE of a BlurPool architecture or its plain counterpart (:data:`BLURPOOL_PAIRS`) under several
+    image models; columns ``blurpool`` (anti-aliased or not) and ``pair`` (the BlurPool architecture of the pair)."""
+    arch = model_name.split(".")[0]
+    plain_of = {plain: blur for blur, plain in BLURPOOL_PAIRS.items()}
+    if arch not in BLURPOOL_PAIRS and arch not in plain_of:
+        raise ValueError(f"{model_name!r} is not an architecture of BLURPOOL_PAIRS ({', '.join(BLURPOOL_PAIRS)}, ...)")
+    table = image_model_audit(model, inputs, image_ids, labels, _names(image_models), _names(generators), batch_size)
+    blur = arch in BLURPOOL_PAIRS
+    return table.assign(blurpool=blur, pair=arch if blur else plain_of[arch])
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m lieq.aliasing {layers,spectra,smoothness,layerwise-smoothness,blurpool,audit,trained}``."""
-    p = argparse.ArgumentParser(prog="python -m lieq.aliasing", description=main.__doc__)
-    p.add_argument("section")
-    p.add_argument("--n-images", type=int, default=8)
-    p.add_argument("--weights", default="random", help="blurpool: random or hub")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--models", default=None, help="comma-separated timm tags (audit: random-init models)")
-    p.add_argument("--probes", type=int, default=20)
-    p.add_argument("--size", type=int, default=33, help="layers: odd image size")
-    p.add_argument("--channels", type=int, default=16, help="layers: channels of the test signals")
-    args = p.parse_args(argv)
-    torch.manual_seed(0)
-    start = time.time()
-    embedded = ["tf_efficientnet_lite0.in1k", "tf_efficientnet_lite1.in1k", "tf_efficientnet_lite2.in1k"]
-    if args.section == "layers":
-        natural, _ = load_natural_images(SHARED / "imagenet-sample", 2, args.size)
-        ims = ("bilinear", "central", "fourier")
-        config = {"size": args.size, "channels": args.channels, "batch": 2, "fracs": list(DEFAULT_FRACS), "seed": 0}
-        config["image_models"] = ims
-        table = layer_study(
-            image_models=ims, size=args.size, channels=args.channels, batch=2, natural=natural, progress=True
-        )
-        print(store(table, "aliasing", "layers", "single-layers", config, "random:seed=0", "dct-modes+imagenet-sample"))
-    elif args.section == "spectra":
-        spectra, summary = nonlinearity_spectra()
-        config = {"size": 65, "oversample": 8}
-        print(store(spectra, "aliasing", "spectra", "nonlinearities", config, "none", "dct-modes"))
-        print(store(summary, "aliasing", "spectra_summary", "nonlinearities", config, "none", "dct-modes"))
-    elif args.section in ("smoothness", "layerwise-smoothness"):
-        for tag in args.models.split(",") if args.models else embedded:
-            model, source, x, imgs = _embedded_inputs(tag, args.n_images)
-            if args.section == "smoothness":
-                config = {"fracs": [1.5, 0.75, 0.5, 0.25], "n_images": args.n_images}
-                table = input_smoothness(model, x, imgs.ids, imgs.labels, config["fracs"], progress=True)
-            else:
-                config = {"fracs": "1.5,0.5,0.25", "generator": "translate_x", "image_model": "bilinear"}
-                config.update(probes=args.probes, n_images=args.n_images)
-                table = layerwise_smoothness_experiment(model, x, imgs.labels, imgs.ids, config)
-            exp = args.section.replace("-", "_")
-            print(store(table, "aliasing", exp, tag, config, source, "imagenet-sample"), f"{time.time() - start:.0f}s")
-    elif args.section == "blurpool":
-        tags = args.models.split(",") if args.models else [t for pair in BLURPOOL_PAIRS.items() for t in pair]
-        seeds = [int(s) for s in args.seeds.split(",")] if args.weights == "random" else [0]
-        for tag in tags:
-            for seed in seeds:
-                model, source, x, imgs = _embedded_inputs(tag, args.n_images, args.weights, seed)
-                table = image_model_audit(model, x, imgs.ids, imgs.labels, ("bilinear", "central"))
-                blur = tag in BLURPOOL_PAIRS
-                table = table.assign(
-                    blurpool=blur, pair=tag if blur else {v: k for k, v in BLURPOOL_PAIRS.items()}[tag]
-                )
-                config = {"n_images": args.n_images, "seed": seed, "image_models": "bilinear,central"}
-                print(store(table, "aliasing", "blurpool", tag, config, source, "imagenet-sample"), flush=True)
-    elif args.section == "audit":
-        jobs = [(t, "pip") for t in embedded] + [(t, "random") for t in (args.models or "").split(",") if t]
-        for tag, weights in jobs:
-            model, source, x, imgs = _embedded_inputs(tag, args.n_images, weights)
-            table = image_model_audit(model, x, imgs.ids, imgs.labels)
-            config = {"n_images": args.n_images, "image_models": ",".join(AUDIT_IMAGE_MODELS)}
-            print(store(table, "image-model", "audit", tag, config, source, "imagenet-sample"), flush=True)
-    elif args.section == "layerwise-audit":
-        from .attribution import layerwise
-
-        for tag in args.models.split(",") if args.models else embedded[:1]:
-            model, source, x, imgs = _embedded_inputs(tag, args.n_images)
-            tables = [
-                layerwise(model, x, "translate_x", args.probes, im, image_ids=imgs.ids) for im in AUDIT_IMAGE_MODELS
-            ]
-            config = {"n_images": args.n_images, "probes": args.probes, "generator": "translate_x"}
-            table = pd.concat(tables, ignore_index=True)
-            print(store(table, "image-model", "layerwise_audit", tag, config, source, "imagenet-sample"), flush=True)
-    elif args.section == "trained":
-        from .metrics import e2e_lee
-
-        for tag in embedded:
-            for weights, seeds in (("pip", [0]), ("random", [int(s) for s in args.seeds.split(",")])):
-                for seed in seeds:
-                    model, source, x, imgs = _embedded_inputs(tag, args.n_images, weights, seed)
-                    table = e2e_lee(model, x, imgs.labels, "e2e", "bilinear", image_ids=imgs.ids)
-                    config = {"n_images": args.n_images, "generators": "e2e", "seed": seed, "weights": weights}
-                    print(store(table, "image-model", "trained_vs_random", tag, config, source, "imagenet-sample"))
-    else:
-        raise SystemExit(f"unknown section {args.section!r}")
-    print(f"done in {time.time() - start:.0f}s")
+@register("image-model-audit")
+def image_model_audit_experiment(
+    model,
+    inputs,
+    labels,
+    image_ids,
+    *,
+    image_models: str = ",".join(AUDIT_IMAGE_MODELS),
+    generators: str = "translate_x,rotate",
+    batch_size: int = 4,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """End-to-end LEE under several continuous image models (bilinear variants, central, fourier)."""
+    return image_model_audit(model, inputs, image_ids, labels, _names(image_models), _names(generators), batch_size)
 
 
-if __name__ == "__main__":
-    main()
+@register("layerwise-image-model-audit")
+def layerwise_image_model_audit_experiment(
+    model,
+    inputs,
+    image_ids,
+    seed: int = 0,
+    *,
+    image_models: str = ",".join(AUDIT_IMAGE_MODELS),
+    generator: str = "translate_x",
+    probes: int = 20,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Layerwise attribution (:func:`lieq.attribution.layerwise`) under several continuous image models."""
+    from .attribution import layerwise
+
+    tables = [
+        layerwise(model, inputs, generator, int(probes), im, image_ids=image_ids, seed=seed)
+        for im in _names(image_models)
+    ]
+    return pd.concat(tables, ignore_index=True)

@@ -1,4 +1,4 @@
-"""Layerwise attribution of the Lie derivative: which layers break equivariance (NOTES.md section 4).
+"""Layerwise attribution of the Lie derivative: which layers break equivariance (docs/conventions.md section 5).
 
 For a classifier with softmax output ``p = f_N o ... o f_1`` and hidden features ``h_i = f_i(h_{i-1})`` the chain
 rule gives
@@ -12,9 +12,9 @@ Layers are the modules chosen by :func:`lieq.layers.select_layers`; every *call*
 
 Units.  Contribution of layer ``i`` = ``E_z[(z . term_i)^2] = ||term_i||^2`` with ``z ~ N(0, I_K)`` on the
 softmax probabilities, per unit of the generator parameter squared (half image widths for translations, radians
-for rotations; NOTES.md sections 2-3).  The end-to-end value ``e2e = ||L p(x)||^2`` (from
+for rotations; docs/conventions.md sections 2-3).  The end-to-end value ``e2e = ||L p(x)||^2`` (from
 :func:`lieq.engine.lie_derivative`) is in the same units; it equals ``K * mean_sq`` of :func:`lieq.metrics.e2e_lee`.
-These are our units (the paper's Fig. 1/4 normalisation is open, NOTES.md section 4); shares (contribution over
+Our units (the paper's Fig. 1/4 normalisation is open, docs/conventions.md section 5); shares (contribution over
 the sum of contributions) are unit-free.
 
 Estimator (``exact=False``).  Reported per layer call: ``contribution`` = mean over probes of ``(z . term_i)^2``
@@ -54,6 +54,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,11 +62,11 @@ import torch
 from torch import Tensor, nn
 
 from ._fast_jvp import fast_jvp_rules
+from .adapters import OutputHead, Preprocessing, prepare_inputs, select_output
 from .engine import autodiff_ready, jvp_many, lie_derivative
 from .experiments import register
 from .image_model import Generator, feature_layout, lie_action, resolve_generators, token_grid
 from .layers import LayerSpec, is_identity_in_eval, out_of_place, select_layers
-from .metrics import SoftmaxClassifier
 
 __all__ = ["feature_action", "layerwise", "layerwise_experiment"]
 
@@ -188,13 +189,14 @@ class _Call:
     spec: LayerSpec
     call: int
     lie: Tensor | None  # (G, *out.shape) or None (exactly zero)
-    scale: list[float] = field(default_factory=list)  # per generator: max(||J_f v_in||, ||v_out||)
+    scale: Tensor | None = None  # (G,) on the device, per generator: max(||J_f v_in||, ||v_out||)
 
 
 @dataclass
 class _State:
     gens: list[Generator]
     image_model: str
+    output_field: str | int | None = None  # the model output's field of the logits (lieq.adapters.select_output)
     mode: str = "off"  # "off" | "record" (compute L f_i, inject s_i) | "replay" (inject stored L f_i)
     busy: bool = False
     calls: list[_Call] = field(default_factory=list)
@@ -251,7 +253,7 @@ class _State:
             if v_out is not None:
                 scale = torch.maximum(scale, v_out.reshape(g, -1).norm(dim=1))
                 lie = lie - v_out
-        return lie, scale.tolist()
+        return lie, scale  # kept on the device: no synchronisation per layer call
 
     def inject(self, spec: LayerSpec, out: Tensor, make_lie: Callable[[], Tensor | None]) -> Tensor | None:
         """Record one layer call and return the output with the injection term (or ``None`` to keep it)."""
@@ -260,7 +262,7 @@ class _State:
         self.counts[key] = call + 1
         if self.mode == "record":
             made = make_lie()
-            lie, scale = made if made is not None else (None, [])
+            lie, scale = made if made is not None else (None, None)
             self.calls.append(_Call(spec, call, lie, scale))
             if lie is None:
                 return None
@@ -282,6 +284,11 @@ class _State:
         for s, gi in pairs:
             out = out + s.reshape(shape) * lie[gi]
         return out
+
+
+def _probabilities(model: nn.Module, x: Tensor, state: _State) -> Tensor:
+    """``softmax`` of the logits field of ``model(x)`` (:func:`lieq.adapters.select_output`)."""
+    return torch.softmax(select_output(model(x), state.output_field), dim=-1)
 
 
 def _first_tensor(args: tuple) -> Tensor | None:
@@ -380,11 +387,11 @@ def _probe_dots(
     ``(n_calls, P, G, B)`` holding ``z . term_i`` (zeros for calls whose Lie derivative vanishes)."""
     state.reset("record")
     with torch.enable_grad():
-        p = torch.softmax(model(x), dim=-1)
+        p = _probabilities(model, x, state)
     calls, scalars = state.calls, state.scalars
     state.reset("off")
     n_p, g, b = z.shape[0], len(state.gens), x.shape[0]
-    dots = torch.zeros(len(calls), n_p, g, b, dtype=x.dtype)
+    dots = torch.zeros(len(calls), n_p, g, b, dtype=x.dtype, device=x.device)  # to the CPU once, at the end
     if scalars:
         if not p.requires_grad:
             grads = [torch.zeros(n_p, *s.shape, dtype=s.dtype, device=s.device) for s in scalars]
@@ -413,16 +420,16 @@ def _probe_dots(
         j = 0
         for i, c in enumerate(calls):
             if c.lie is not None:
-                dots[i] = grads[j].detach().cpu()
+                dots[i] = grads[j].detach()
                 j += 1
-    return calls, dots
+    return calls, dots.cpu()
 
 
 def _record(model: nn.Module, x: Tensor, state: _State) -> tuple[list[_Call], Tensor]:
     """A forward pass that records every layer call and its own Lie derivative: ``(calls, softmax output)``."""
     state.reset("record")
     with torch.no_grad():
-        p0 = torch.softmax(model(x), dim=-1)
+        p0 = _probabilities(model, x, state)
     calls = state.calls
     state.reset("off")
     return calls, p0
@@ -444,16 +451,16 @@ def _forward_terms(
     """
     calls, p0 = _record(model, x, state)
     g, b, k = len(state.gens), x.shape[0], p0.shape[-1]
-    terms = torch.zeros(len(calls), g, b, k, dtype=x.dtype)
-    active = [
-        (i, gi)
-        for i, c in enumerate(calls)
-        if c.lie is not None
-        for gi in range(g)
-        if not (zero_rtol > 0 and float(c.lie[gi].norm()) <= zero_rtol * c.scale[gi])
-    ]
+    terms = torch.zeros(len(calls), g, b, k, dtype=x.dtype, device=x.device)  # to the CPU once, at the end
+    lived = [i for i, c in enumerate(calls) if c.lie is not None]
+    small: dict[int, list[bool]] = {}
+    if zero_rtol > 0 and lived:  # ||L f_i|| <= zero_rtol * scale for every call, in one device-to-host copy
+        norms = torch.stack([calls[i].lie.reshape(g, -1).norm(dim=1) for i in lived])  # (calls, G)
+        scales = torch.stack([calls[i].scale for i in lived])  # type: ignore[misc]
+        small = dict(zip(lived, (norms <= zero_rtol * scales).tolist(), strict=True))
+    active = [(i, gi) for i in lived for gi in range(g) if not (i in small and small[i][gi])]
     if not active:
-        return calls, terms
+        return calls, terms.cpu()
     state.replay = [c.lie for c in calls]
     try:
         for start in range(0, len(active), chunk):
@@ -465,7 +472,7 @@ def _forward_terms(
                 state.replay_s = {}
                 for r, (i, gi) in enumerate(part):
                     state.replay_s.setdefault(i, []).append((s[r], gi))
-                return torch.softmax(model(x), dim=-1)
+                return _probabilities(model, x, state)
 
             def one(t: Tensor, f: Callable[[Tensor], Tensor] = f, s0: Tensor = s0) -> Tensor:
                 return torch.func.jvp(f, (s0,), (t,))[1]
@@ -474,11 +481,11 @@ def _forward_terms(
             with torch.no_grad(), fast_jvp_rules():
                 out = torch.func.vmap(one)(basis.contiguous())  # (n_part, B, K)
             for r, (i, gi) in enumerate(part):
-                terms[i, gi] = out[r].cpu()
+                terms[i, gi] = out[r]
     finally:
         state.replay, state.replay_s = [], {}
         state.reset("off")
-    return calls, terms
+    return calls, terms.cpu()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -502,18 +509,23 @@ def layerwise(
     seed: int = 0,
     image_ids: Sequence[str] | None = None,
     progress: bool = False,
+    field: str | int | None = None,
+    preprocessing: Preprocessing | Callable[[Any], Tensor] | None = None,
 ) -> pd.DataFrame:
     """Layerwise attribution of the Lie derivative of ``softmax(model(x))``: one row per (image, generator, call).
 
-    ``images``: preprocessed inputs ``(N, C, H, W)``; ``generator``: one name, a list, or ``"layerwise"`` / ``"all"``
-    (:func:`lieq.image_model.resolve_generators`).  ``probes`` Gaussian probes per image (seeded by ``seed`` and the
-    image index; shared by the generators), ``K`` = the model's number of outputs.  ``batch_size`` images share one
-    forward pass.  ``method`` (module docstring): ``"auto"`` (default: ``"forward"`` when the hooked layers times
-    the generators are at most three times the probes, else ``"reverse"``), ``"forward"`` (``chunk`` (call,
-    generator) pairs per vectorised forward-mode pass, ``zero_rtol`` skips numerically zero layer Lie derivatives),
-    ``"reverse"``
-    (``probe_batch`` probes per vectorised backward pass) or ``"loop"`` (one forward and one backward pass per probe,
-    the original's approach).  The three give the same ``z . term_i`` per probe up to float rounding.
+    ``model``: any ``nn.Module`` classifier; its output may be a tensor, tuple, dict or ``ModelOutput``, with the
+    logits in ``field`` (:func:`lieq.adapters.select_output`; default ``logits`` when present, else the tensor).
+    ``images``: preprocessed inputs ``(N, C, H, W)`` (any ``H, W``; ``C = 1`` or ``3``), or images with a
+    ``preprocessing`` (:func:`lieq.adapters.prepare_inputs`); ``generator``: one name, a list, or ``"layerwise"`` /
+    ``"all"`` (:func:`lieq.image_model.resolve_generators`).  ``probes`` Gaussian probes per image (seeded by
+    ``seed`` and the image index; shared by the generators), ``K`` = the model's number of outputs.  ``batch_size``
+    images share one forward pass.  ``method`` (module docstring): ``"auto"`` (default: ``"forward"`` when the
+    hooked layers times the generators are at most three times the probes, else ``"reverse"``), ``"forward"``
+    (``chunk`` (call, generator) pairs per vectorised forward-mode pass, ``zero_rtol`` skips numerically zero layer
+    Lie derivatives), ``"reverse"`` (``probe_batch`` probes per vectorised backward pass) or ``"loop"`` (one
+    forward and one backward pass per probe, the original's approach).  The three give the same ``z . term_i`` per
+    probe up to float rounding.
 
     Columns: ``image, generator, layer`` (qualified module name), ``module`` (class), ``category``, ``order``
     (execution order of the call within the forward pass), ``call`` (index among the calls of the same layer),
@@ -524,8 +536,7 @@ def layerwise(
     gens = resolve_generators(generator)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if images.dim() != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    images = prepare_inputs(model, images, preprocessing)
     if not exact and probes < 1:
         raise ValueError(f"probes must be >= 1, got {probes}")
     n = images.shape[0]
@@ -533,7 +544,7 @@ def layerwise(
         raise ValueError(f"{len(image_ids)} image ids for {n} images")
     model = model.eval()
     device = next(iter(model.parameters()), images).device
-    state = _State(gens, image_model)
+    state = _State(gens, image_model, output_field=field)
     rows: list[dict] = []
     starts = range(0, n, batch_size)
     if progress:
@@ -549,7 +560,11 @@ def layerwise(
             with torch.no_grad():
                 lp = (
                     lie_derivative(
-                        SoftmaxClassifier(model), x, [g.name for g in gens], "invariant", image_model=image_model
+                        OutputHead(model, "logits", field),
+                        x,
+                        [g.name for g in gens],
+                        "invariant",
+                        image_model=image_model,
                     )
                     .detach()
                     .cpu()
@@ -564,7 +579,7 @@ def layerwise(
                 unattributed = resid / lp.norm(dim=-1)
                 e2e_probe = torch.full_like(e2e, float("nan"))
             else:
-                z = torch.stack([_probes(probes, k, seed, start + j) for j in range(b)], dim=1)  # (P, B, K)
+                z = torch.stack([_probes(probes, k, seed, start + j, x.dtype) for j in range(b)], dim=1)  # (P, B, K)
                 zd = z.to(device, x.dtype)
                 if method == "forward":
                     calls, terms = _forward_terms(model, x, state, chunk, zero_rtol)
@@ -606,9 +621,11 @@ def layerwise(
     return pd.DataFrame(rows)
 
 
-def _probes(p: int, k: int, seed: int, index: int) -> Tensor:
+def _probes(p: int, k: int, seed: int, index: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``p`` Gaussian probes of ``k`` entries for image ``index``: drawn on the CPU in float32 (the same numbers on
+    every device and for every dtype), then cast exactly to ``dtype``."""
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
-    return torch.randn(p, k, generator=gen)
+    return torch.randn(p, k, generator=gen).to(dtype)
 
 
 def _loop_dots(model: nn.Module, x: Tensor, state: _State, z: Tensor) -> tuple[list[_Call], Tensor]:
@@ -617,7 +634,7 @@ def _loop_dots(model: nn.Module, x: Tensor, state: _State, z: Tensor) -> tuple[l
     of ``z . p`` give ``z . term_i`` as the gradient with respect to the scalars."""
     calls, _ = _record(model, x, state)
     n_p, g, b = z.shape[0], len(state.gens), x.shape[0]
-    dots = torch.zeros(len(calls), n_p, g, b, dtype=x.dtype)
+    dots = torch.zeros(len(calls), n_p, g, b, dtype=x.dtype, device=x.device)  # to the CPU once, at the end
     active = [i for i, c in enumerate(calls) if c.lie is not None]
     state.replay = [c.lie for c in calls]
     try:
@@ -626,43 +643,48 @@ def _loop_dots(model: nn.Module, x: Tensor, state: _State, z: Tensor) -> tuple[l
             state.reset("replay")
             state.replay_s = {i: [(scalars[i][gi], gi) for gi in range(g)] for i in active}
             with torch.enable_grad():
-                p = torch.softmax(model(x), dim=-1)
+                p = _probabilities(model, x, state)
             if not active or not p.requires_grad:
                 continue
             grads = torch.autograd.grad(
                 p, [scalars[i] for i in active], z[q], allow_unused=True, materialize_grads=True
             )
             for i, gr in zip(active, grads, strict=True):
-                dots[i, q] = gr.detach().cpu()
+                dots[i, q] = gr.detach()
     finally:
         state.replay, state.replay_s = [], {}
         state.reset("off")
-    return calls, dots
+    return calls, dots.cpu()
 
 
-@register(
-    "layerwise",
-    defaults={
-        "generators": "layerwise",
-        "probes": 100,
-        "image_model": "bilinear",
-        "batch_size": 1,
-        "seed": 0,
-        "exact": False,
-    },
-    description="layerwise attribution of the softmax Lie derivative (contribution per layer call, probes)",
-)
-def layerwise_experiment(model, inputs, labels, image_ids, config, progress=False) -> pd.DataFrame:
-    """Runner experiment ``layerwise``: :func:`layerwise` with the configuration's generators, probes, image model."""
+@register("layerwise", description="layerwise attribution of the softmax Lie derivative (contribution per layer call)")
+def layerwise_experiment(
+    model,
+    inputs,
+    labels,
+    image_ids,
+    *,
+    generators: str = "layerwise",
+    probes: int = 100,
+    image_model: str = "bilinear",
+    batch_size: int = 1,
+    exact: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Runner experiment ``layerwise``: :func:`layerwise` with the configuration's generators, probes, image model.
+
+    ``seed`` (the probes' seed) is the sweep's seed, which is part of every stored configuration.
+    """
     return layerwise(
         model,
         inputs,
-        config["generators"],
-        probes=int(config["probes"]),
-        image_model=config["image_model"],
-        exact=bool(config.get("exact", False)),
-        batch_size=int(config["batch_size"]),
-        seed=int(config["seed"]),
+        generators,
+        probes=int(probes),
+        image_model=image_model,
+        exact=bool(exact),
+        batch_size=int(batch_size),
+        seed=int(seed),
         image_ids=image_ids,
         progress=progress,
     )

@@ -18,8 +18,12 @@ the residual stream grows with every block, and at depth >= 32 the logits are so
 and its Lie derivative is almost zero (or overflows).  ``weights="random+bnrecal"`` therefore re-estimates the
 running statistics of the random network (:func:`recalibrate_batchnorm`: train-mode forward passes without
 gradients over a few batches of CIFAR images, cumulative average, then eval mode) -- the network a training run
-would start from, only with consistent normalisation.  ``python -m lieq.cifar`` draws these calibration images
-from the CIFAR-10 test folder, disjoint from the images whose LEE is measured (:func:`recalibration_split`).
+would start from, only with consistent normalisation.  The runner experiment ``cifar-lee`` draws these calibration
+images from the CIFAR-10 test folder, disjoint from the images whose LEE is measured (:func:`recalibration_split`).
+
+Runner experiments (``lieq sweep cifar-lee --weights file:DIR --data DIR`` / :func:`lieq.runner.run_sweep`; the
+models are :data:`CIFAR_MODELS`, built here rather than by timm): ``cifar-lee`` (the LEE of one network per weights
+variant and seed) and ``cifar-accuracy`` (top-1 of the trained checkpoints on the whole test folder).
 
 The LEE of these classifiers is :func:`lieq.metrics.e2e_lee` (softmax output, mean |L p| over the 10 classes per
 image and generator; units per half image width for translations, per radian for rotations).
@@ -27,6 +31,7 @@ image and generator; units per half image width for translations, per radian for
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,9 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .experiments import register
+
 __all__ = [
     "CIFAR10_CLASSES",
     "CHECKPOINT_URLS",
+    "CIFAR_MODELS",
     "DEPTHS",
     "CifarResNet",
     "accuracy",
@@ -324,6 +332,7 @@ def lee_vs_depth(
     progress: bool = False,
     recal_images: Tensor | None = None,
     recal_batch: int = 100,
+    device: str | torch.device = "cpu",
 ) -> pd.DataFrame:
     """End-to-end LEE (:func:`lieq.metrics.e2e_lee`) of each depth, for trained weights or random-init seeds.
 
@@ -338,6 +347,7 @@ def lee_vs_depth(
     for depth in depths:
         for seed in seeds if random else seeds[:1]:
             model, source = cifar_resnet(depth, weights, seed, recal_images, recal_batch)
+            model = model.to(device)
             table = e2e_lee(
                 model,
                 images,
@@ -352,66 +362,84 @@ def lee_vs_depth(
     return pd.concat(rows, ignore_index=True)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m lieq.cifar --weights DIR --data DIR``: accuracy and LEE vs depth, trained and random-init.
+#: The CIFAR-10 ResNets the runner experiments ``cifar-lee`` and ``cifar-accuracy`` build (model names).
+CIFAR_MODELS: tuple[str, ...] = ("resnet20", "resnet32", "resnet44", "resnet56")
 
-    ``--variants`` chooses what is measured: ``trained`` (the checkpoints; also their accuracy on all images),
-    ``random`` (He initialisation, default BatchNorm statistics) and ``random+bnrecal`` (the same, BatchNorm
-    statistics re-estimated on ``--recal-images`` test images disjoint from the ``--n-images`` evaluated ones,
-    :func:`recalibration_split`).
+
+def _depth(model_name: str) -> int:
+    match = re.fullmatch(r"resnet(\d+)", model_name)
+    if not match or int(match.group(1)) not in DEPTHS:
+        raise ValueError(f"unknown CIFAR ResNet {model_name!r} (known: {', '.join(f'resnet{d}' for d in DEPTHS)})")
+    return int(match.group(1))
+
+
+def _checkpoints(weights: str) -> str | Path:
+    """The sweep's weights as :func:`cifar_resnet` takes them: ``file:PATH`` -> the path; others unchanged."""
+    return Path(weights[len("file:") :]).expanduser() if weights.startswith("file:") else weights
+
+
+@functools.lru_cache(maxsize=1)
+def _test_images(folder: str) -> tuple[Tensor, Tensor, tuple[str, ...]]:
+    x, y, ids = load_cifar_folder(folder)
+    return x, y, tuple(ids)
+
+
+@register("cifar-lee", models=CIFAR_MODELS)
+def cifar_lee_experiment(
+    model_name: str,
+    weights: str,
+    data: str,
+    n_images: int | None,
+    seed: int,
+    device: str = "cpu",
+    *,
+    generators: str = "all",
+    image_model: str = "bilinear",
+    batch_size: int = 50,
+    recal_images: int = 500,
+    recal_batch: int = 100,
+    split_seed: int = 0,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """End-to-end LEE of one CIFAR-10 ResNet (:func:`lee_vs_depth`) on ``n_images`` CIFAR-10 test images.
+
+    ``data``: a CIFAR-10 image folder (:func:`load_cifar_folder`); ``weights``: ``file:PATH`` (a checkpoint file or
+    directory), ``url``, ``random`` or ``random+bnrecal`` (seeded by the sweep's ``seed``; BatchNorm statistics
+    re-estimated on ``recal_images`` test images in batches of ``recal_batch``).  One seeded permutation
+    (``split_seed``, :func:`recalibration_split`) gives the evaluated images and, disjoint from them, the calibration
+    images, so that every weights variant and seed is measured on the same images.
     """
-    import argparse
-    import time
-
-    from .aliasing import store
-
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    p = argparse.ArgumentParser(prog="python -m lieq.cifar", description=main.__doc__)
-    p.add_argument("--weights", default=str(shared / "cifar10-resnet"), help="checkpoint directory, or 'url'")
-    p.add_argument("--data", default=str(shared / "cifar10-test"))
-    p.add_argument("--n-images", type=int, default=100, help="images for the LEE (accuracy uses all)")
-    p.add_argument("--seeds", default="0,1", help="random-init seeds")
-    p.add_argument("--generators", default="all")
-    p.add_argument("--depths", default="20,32,44,56")
-    p.add_argument("--variants", default="trained,random,random+bnrecal")
-    p.add_argument("--recal-images", type=int, default=500, help="random+bnrecal: calibration images")
-    p.add_argument("--recal-batch", type=int, default=100, help="random+bnrecal: images per calibration batch")
-    args = p.parse_args(argv)
-    start = time.time()
-    variants = args.variants.split(",")
-    unknown = set(variants) - {"trained", "random", "random+bnrecal"}
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {', '.join(sorted(unknown))}")
-    x, y, ids = load_cifar_folder(args.data)
-    order, recal = recalibration_split(len(x), args.n_images, args.recal_images)
-    xs, ys, sub_ids = x[order], y[order], [ids[i] for i in order]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    depths = [int(d) for d in args.depths.split(",")]
-    for depth in depths:
-        if "trained" in variants:
-            model, source = cifar_resnet(depth, args.weights)
-            acc = accuracy(model, x, y)
-            config = {"n_images": len(x), "depth": depth}
-            table = pd.DataFrame([{"image": "all", "depth": depth, "accuracy": acc, "n": len(x)}])
-            out = store(table, "cifar-resnet", "accuracy", f"resnet{depth}", config, source, args.data)
-            print(out, acc, flush=True)
-        jobs = [(v, [0] if v == "trained" else seeds) for v in variants]
-        for variant, vseeds in jobs:
-            weights = args.weights if variant == "trained" else variant
-            recal_x = x[recal] if variant == "random+bnrecal" else None
-            kw = {"recal_images": recal_x, "recal_batch": args.recal_batch}
-            table = lee_vs_depth(xs, ys, sub_ids, [depth], weights, vseeds, args.generators, **kw)
-            for seed, part in table.groupby("seed"):
-                config = {"n_images": args.n_images, "generators": args.generators, "depth": depth, "seed": int(seed)}
-                config["weights"] = variant
-                if variant == "random+bnrecal":
-                    config.update(recal_images=args.recal_images, recal_batch=args.recal_batch, recal_split_seed=0)
-                src = part.weights.iloc[0]
-                out = store(
-                    part.drop(columns="weights"), "cifar-resnet", "lee", f"resnet{depth}", config, src, args.data
-                )
-                print(out, f"{time.time() - start:.0f}s", flush=True)
+    x, y, ids = _test_images(str(Path(data).expanduser().resolve()))
+    n_eval = len(x) if n_images is None else int(n_images)
+    order, recal = recalibration_split(len(x), n_eval, recal_images if weights == "random+bnrecal" else 0, split_seed)
+    recal_x = x[recal] if weights == "random+bnrecal" else None
+    table = lee_vs_depth(
+        x[order].to(device),
+        y[order].to(device),
+        [ids[i] for i in order],
+        [_depth(model_name)],
+        _checkpoints(weights),
+        [seed],
+        generators,
+        image_model,
+        batch_size,
+        progress,
+        recal_x,
+        recal_batch,
+        device,
+    )
+    return table.drop(columns=["weights", "model", "seed"]), {"weights": str(table["weights"].iloc[0])}
 
 
-if __name__ == "__main__":
-    main()
+@register("cifar-accuracy", models=CIFAR_MODELS)
+def cifar_accuracy_experiment(
+    model_name: str, weights: str, data: str, device: str = "cpu", *, batch_size: int = 500
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Top-1 accuracy of one trained CIFAR-10 ResNet on every image of the CIFAR-10 test folder ``data``."""
+    if weights.startswith("random"):
+        raise ValueError("cifar-accuracy measures trained checkpoints: give weights file:PATH or url")
+    x, y, _ = _test_images(str(Path(data).expanduser().resolve()))
+    depth = _depth(model_name)
+    model, source = cifar_resnet(depth, _checkpoints(weights))
+    acc = accuracy(model.to(device), x.to(device), y.to(device), batch_size)
+    return pd.DataFrame([{"image": "all", "depth": depth, "accuracy": acc, "n": len(x)}]), {"weights": source}

@@ -31,6 +31,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .conventions import DEFAULT_PRECISION
+from .paths import results_root
+
 __all__ = [
     "PROVENANCE_COLUMNS",
     "CorruptResult",
@@ -54,6 +57,7 @@ PROVENANCE_COLUMNS = [
     "data",
     "seed",
     "device",
+    "precision",
     "lieq_version",
     "git_commit",
     "torch_version",
@@ -69,9 +73,9 @@ class CorruptResult(RuntimeError):
 
 
 def default_root() -> Path:
-    """``$LIEQ_RESULTS`` if set, else ``data/results`` of the checkout this module lives in."""
-    env = os.environ.get("LIEQ_RESULTS")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[1] / "data" / "results"
+    """``$LIEQ_RESULTS`` if set, else ``data/results`` of the checkout (``./lieq-results`` when installed; see
+    :func:`lieq.paths.results_root`)."""
+    return results_root()
 
 
 def _root(root: str | Path | None) -> Path:
@@ -158,15 +162,20 @@ def save(
     """Store ``table`` atomically with the provenance columns prepended; returns the file path.
 
     ``provenance`` supplies ``weights, data, seed, device, lieq_version, git_commit, torch_version, timm_version`` and
-    optionally ``date`` (default: now, UTC) plus any extra columns (constant per file).  ``run``, ``experiment``,
-    ``model`` and ``config_hash`` are filled in here.  A previous error record of the same key is removed.
+    optionally ``date`` (default: now, UTC) and ``precision`` (default ``fp32``, the engine's default,
+    :mod:`lieq.precision`) plus any extra columns (constant per file).  ``run``, ``experiment``, ``model`` and
+    ``config_hash`` are filled in here.  A non-default precision must also be in ``config`` (so that it never shares
+    a key with an fp32 result).  A previous error record of the same key is removed.
     """
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"expected a DataFrame, got {type(table).__name__}")
     path = result_path(run, experiment, model, config, root)
     h = config_hash(config)
-    prov = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **provenance}
+    prov = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "precision": DEFAULT_PRECISION}
+    prov.update(provenance)
     prov.update(run=run, experiment=experiment, model=model, config_hash=h)
+    if prov["precision"] != config.get("precision", DEFAULT_PRECISION):
+        raise ValueError(f"precision {prov['precision']!r} of the provenance is not the configuration's")
     missing = [c for c in PROVENANCE_COLUMNS if c not in prov]
     if missing:
         raise ValueError(f"provenance lacks {', '.join(missing)}")
@@ -256,11 +265,17 @@ def _experiment_dirs(root: Path, run: str | None, experiment: str | None) -> lis
     return [d for d in dirs if d.is_dir()]
 
 
-def load(run: str | None = None, experiment: str | None = None, root: str | Path | None = None) -> pd.DataFrame:
+def load(
+    run: str | None = None, experiment: str | None = None, root: str | Path | None = None, precision: str | None = None
+) -> pd.DataFrame:
     """All results of a run (and/or experiment) as one tidy DataFrame; corrupt files are skipped with a warning.
 
     ``load("embedded")`` reads every experiment of run ``embedded``; ``load(experiment="e2e")`` reads that experiment
     in every run.  Raises ``FileNotFoundError`` when nothing matches.
+
+    Results of different floating-point precisions (column ``precision``; files written before it existed were all
+    computed in fp32) are never mixed silently: ``precision=None`` raises ``ValueError`` when the files found hold
+    more than one; ``precision="fp32"`` (or ``"tf32"``, ``"bf16"``) keeps only that one.
     """
     if run is None and experiment is None:
         raise ValueError("give a run, an experiment or both")
@@ -277,7 +292,14 @@ def load(run: str | None = None, experiment: str | None = None, root: str | Path
                 warnings.warn(f"skipping {exc}", stacklevel=2)
     if not tables:
         return pd.DataFrame(columns=PROVENANCE_COLUMNS)
-    return pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)
+    table["precision"] = table["precision"].fillna(DEFAULT_PRECISION) if "precision" in table else DEFAULT_PRECISION
+    if precision is not None:
+        return table[table["precision"] == precision].reset_index(drop=True)
+    found = sorted(table["precision"].unique())
+    if len(found) > 1:
+        raise ValueError(f"results of different precisions ({', '.join(found)}): pass precision= to choose one")
+    return table
 
 
 def failures(run: str | None = None, experiment: str | None = None, root: str | Path | None = None) -> pd.DataFrame:

@@ -3,7 +3,11 @@
 For every model tag the runner builds the model with the requested weights (:func:`lieq.weights.create_model`),
 preprocesses the run's images (decoded once per process) with the model's own timm eval transform, calls the
 experiment registered under that name (:func:`lieq.experiments.get`) and stores the table with provenance
-(:mod:`lieq.results`).  Guarantees:
+(:mod:`lieq.results`).  The runner is the only route to the store: a model-free study (single layers on
+band-limited signals, spectra) is computed once and stored under its pseudo-model name, and an experiment that builds
+its own models (the CIFAR-10 ResNets) is called once per model name; both get the same resume, claim, failure and
+provenance handling.  The experiment's configuration is bound to its function's signature
+(:meth:`lieq.experiments.Experiment.config`).  Guarantees:
 
 * **resume**: a (model, configuration) whose result file exists and is sound is skipped; a recorded failure is
   skipped too unless ``retry_failed``; corrupt files are recomputed;
@@ -15,18 +19,22 @@ experiment registered under that name (:func:`lieq.experiments.get`) and stores 
   sizes, non-finite numbers) is recorded with a one-line message and the sweep goes on; a summary lists failures;
 * **sharding**: ``shard=(i, n)`` (``--shard i/n``, ``0 <= i < n``) takes the models at positions ``i, i+n, ...``
   of the ordered list, so ``n`` processes (one per GPU) share one results folder without overlap; ``--slurm``
-  submits the ``n`` shards as a Slurm job array with submitit.
+  submits the shards that still have work as a Slurm job array with submitit (:func:`submit_slurm`).
 
 The configuration identifying a result (and hashed into its file name) is the experiment's parameters plus
-``weights``, ``data`` (the source name: the folder's base name for a path), ``n_images`` and ``seed``; the device is
-provenance only.
+``weights`` (``file:PATH`` by the file's base name), ``data`` (the source name: the folder's base name for a path),
+``n_images`` and ``seed`` (for a model-free study or one with its own models only those of these it uses,
+:func:`store_key`), and, for experiments on images, ``images``: the fingerprint of the images actually used
+(:func:`images_key`), so that a different folder of the same name never stands in for a finished result.  A result
+stored before fingerprints existed counts as done when its stored image ids and labels are those of the images now
+(:func:`stored_state`).  The device is provenance only.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
+import io
 import json
 import math
 import os
@@ -41,15 +49,20 @@ from pathlib import Path
 from typing import Any
 
 from . import results
+from .paths import repo_root
 
 __all__ = ["SweepSummary", "add_subcommands", "parse_shard", "run_sweep", "shard_items", "sweep_config"]
 
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = repo_root()
 
 
 @dataclass
 class SweepSummary:
-    """What a sweep did: models computed now, skipped as already done, and failures (tag -> message)."""
+    """What a sweep did: models computed now, skipped as already done, and failures (tag -> message).
+
+    ``images``: the fingerprint of the images the results are keyed by (a result is "already done" only when it was
+    computed on exactly these images); ``legacy``: skipped models whose result predates fingerprints and matched by
+    its stored image ids and labels."""
 
     experiment: str
     run: str
@@ -57,12 +70,20 @@ class SweepSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     busy: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    images: str = ""
+    legacy: list[str] = field(default_factory=list)
 
     def report(self) -> str:
+        same = ""
+        if self.skipped and self.images:
+            same = f" (same images, fingerprint {self.images}"
+            same += f"; {len(self.legacy)} stored before fingerprints, matched by image ids)" if self.legacy else ")"
         lines = [
             f"sweep {self.experiment} / run {self.run}: {len(self.computed)} computed, {len(self.skipped)} already "
-            f"done, {len(self.failed)} failed, {len(self.busy)} busy elsewhere, {self.seconds:.0f} s"
+            f"done{same}, {len(self.failed)} failed, {len(self.busy)} busy elsewhere, {self.seconds:.0f} s"
+            + (f", {len(self.pending)} to compute" if self.pending else "")
         ]
         lines += [f"  FAILED {tag}: {msg}" for tag, msg in self.failed.items()]
         return "\n".join(lines)
@@ -89,55 +110,49 @@ def shard_items(items: list[str], shard: tuple[int, int] | None) -> list[str]:
     return [m for k, m in enumerate(items) if k % n == i]
 
 
-def _coerce(value: Any, like: Any, key: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    if isinstance(like, bool):
-        if value.lower() in {"1", "true", "yes", "on"}:
-            return True
-        if value.lower() in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError(f"config {key}: expected true/false, got {value!r}")
-    if isinstance(like, int) and not isinstance(like, bool):
-        try:
-            return int(value)
-        except ValueError:
-            raise ValueError(f"config {key}: expected an integer, got {value!r}") from None
-    if isinstance(like, float):
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"config {key}: expected a number, got {value!r}") from None
-    if isinstance(like, (list, tuple)):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if like is None:
-        try:
-            return ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            return value
-    return value
+def experiment_config(exp, user: dict[str, Any] | None) -> dict[str, Any]:
+    """The experiment's configuration: its signature's defaults updated by ``user`` (:meth:`Experiment.config`)."""
+    return exp.config(user)
 
 
-def experiment_config(defaults: dict[str, Any], user: dict[str, Any] | None, experiment: str) -> dict[str, Any]:
-    """The experiment's defaults updated by ``user`` (unknown keys are an error; strings are cast to the default's
-    type)."""
-    config = dict(defaults)
-    for key, value in (user or {}).items():
-        if key not in defaults:
-            known = ", ".join(sorted(defaults)) or "none"
-            raise ValueError(f"experiment {experiment!r} has no parameter {key!r} (parameters: {known})")
-        config[key] = _coerce(value, defaults[key], key)
-    return config
+def weights_key(weights: str) -> str:
+    """The weights in the configuration: as given, except ``file:PATH`` by the file's (or folder's) base name."""
+    if weights.startswith("file:"):
+        return "file:" + Path(weights[len("file:") :]).expanduser().resolve().name
+    return weights
 
 
 def sweep_config(
     exp_config: dict[str, Any], weights: str, data_key: str, n_images: int | None, seed: int
 ) -> dict[str, Any]:
-    """The configuration that identifies a stored result (hashed into its file name)."""
-    return {**exp_config, "weights": weights, "data": data_key, "n_images": n_images, "seed": seed}
+    """The configuration that identifies a stored result of timm models (hashed into its file name)."""
+    return {**exp_config, "weights": weights_key(weights), "data": data_key, "n_images": n_images, "seed": seed}
+
+
+def store_key(
+    exp, exp_config: dict[str, Any], weights: str, data: str, n_images: int | None, seed: int
+) -> dict[str, Any]:
+    """The stored configuration of one experiment: :func:`sweep_config` for timm models; for a model-free study or
+    one that builds its own models, the configuration plus only the sweep values it uses (``weights``; ``data``,
+    ``n_images`` and ``seed`` when it takes images or them)."""
+    if exp.models is None:
+        return sweep_config(exp_config, weights, data_key(data), n_images, seed)
+    ctx = exp.context
+    key = dict(exp_config)
+    if "weights" in ctx:
+        key["weights"] = weights_key(weights)
+    if exp.needs_images or "data" in ctx:
+        key["data"] = data_key(data)
+    if exp.needs_images or "n_images" in ctx:
+        key["n_images"] = n_images
+    if exp.needs_images or "seed" in ctx:
+        key["seed"] = seed
+    return key
 
 
 def _git_commit() -> str:
+    if _REPO is None:  # a normal install: no checkout to describe
+        return "unknown"
     try:
         out = subprocess.run(
             ["git", "-C", str(_REPO), "describe", "--always", "--dirty", "--abbrev=12"],
@@ -158,14 +173,17 @@ def _device_name(device: str) -> str:
     return f"cpu:{torch.get_num_threads()}threads"
 
 
-def base_provenance(device: str) -> dict[str, Any]:
+def base_provenance(device: str, precision: str = "fp32") -> dict[str, Any]:
+    """Provenance common to a sweep's results; ``precision``: the measurements' (:mod:`lieq.precision`)."""
     import timm
     import torch
 
     from . import __version__
+    from .precision import check_precision
 
     return {
         "device": _device_name(device),
+        "precision": check_precision(precision),
         "lieq_version": __version__,
         "git_commit": _git_commit(),
         "torch_version": torch.__version__,
@@ -187,29 +205,44 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
-def _check_finite(table) -> None:
+def _check_finite(table, allow_nan: bool = False) -> None:
+    """Refuse infinities, and NaN unless ``allow_nan`` (a model-free study's table may mark undefined entries)."""
     import numpy as np
 
     numeric = table.select_dtypes("number")
-    bad = [c for c in numeric.columns if not np.isfinite(numeric[c].to_numpy(dtype=float)).all()]
+    ok = (lambda v: ~np.isinf(v)) if allow_nan else np.isfinite
+    bad = [c for c in numeric.columns if not ok(numeric[c].to_numpy(dtype=float)).all()]
     if bad:
         raise FloatingPointError(f"non-finite values in column(s) {', '.join(bad)}")
 
 
-def _run_experiment(exp, model, inputs, labels, ids, config, progress) -> tuple[Any, dict[str, Any]]:
+def _run_experiment(exp, config: dict[str, Any], context: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Call the experiment, halving ``batch_size`` (when it has one) after out-of-memory errors."""
     import torch
 
     config = dict(config)
     while True:
         try:
-            return exp.fn(model, inputs, labels, ids, config, progress), config
+            return exp(config, **context), config
         except Exception as exc:
             if not _is_oom(exc) or int(config.get("batch_size", 1)) <= 1:
                 raise
             config["batch_size"] = max(1, int(config["batch_size"]) // 2)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def _split_output(exp, out) -> tuple[Any, dict[str, Any]]:
+    """An experiment's return value as ``(table, provenance overrides)``; checks the table."""
+    import pandas as pd
+
+    table, extra = out if isinstance(out, tuple) else (out, {})
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        raise ValueError(f"experiment {exp.name!r} returned no rows")
+    if exp.models is None and "image" not in table.columns:
+        raise ValueError(f"experiment {exp.name!r} returned no 'image' column")
+    _check_finite(table, allow_nan=exp.model_free)
+    return table, dict(extra)
 
 
 class _Claim:
@@ -304,15 +337,20 @@ class _Claim:
         self.path.unlink(missing_ok=True)
 
 
-def load_sweep_data(data: str, n_images: int | None, seed: int):
-    """Decode the sweep's images once: a folder path or a named source of :func:`lieq.data.load_source`."""
+def load_sweep_data(data: str, n_images: int | None, seed: int, skip_bad: bool = False):
+    """Decode the sweep's images once: a folder path or a named source of :func:`lieq.data.load_source`
+    (``skip_bad``: skip undecodable files, recorded in the provenance)."""
     from .data import load_source
 
-    return load_source(data, n_images, seed)
+    return load_source(data, n_images, seed, skip_bad)
 
 
 def data_key(data: str) -> str:
-    """The data source's name used in the configuration: a named source as is, a folder by its base name."""
+    """The data source's name used in the configuration: a named source as is, a folder by its base name.
+
+    The name alone does not identify the images (two folders may share it): sweeps add the images' fingerprint
+    (:meth:`lieq.data.ImageSet.fingerprint`) to the configuration as ``images``, see :func:`images_key`.
+    """
     from .data import SOURCES
 
     if data in SOURCES:
@@ -320,9 +358,82 @@ def data_key(data: str) -> str:
     return Path(data).expanduser().resolve().name
 
 
+def images_key(key: dict[str, Any], images) -> dict[str, Any]:
+    """``key`` with the fingerprint of the images actually used (ids, content hashes, labels, preprocessing) as
+    ``images``; unchanged when the experiment takes no images."""
+    if images is None or "data" not in key:
+        return dict(key)
+    return {**key, "images": images.fingerprint()}
+
+
+def _same_images(path: Path, images) -> bool:
+    """Whether a result stored before image fingerprints existed (its configuration has the data folder's name but
+    no ``images``) was computed on ``images``: the same set of image ids, with the same labels where stored."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+        table = pq.read_table(path, columns=[c for c in ("image", "label") if c in names]).to_pandas()
+    except Exception:
+        return False
+    if "image" not in table or set(table["image"].astype(str)) != set(map(str, images.ids)):
+        return False
+    if "label" in table and images.label_space == "imagenet":
+        want = dict(zip(map(str, images.ids), images.labels))
+        pairs = table.drop_duplicates("image")
+        return all(int(want[str(i)]) == int(v) for i, v in zip(pairs["image"], pairs["label"]))
+    return True
+
+
+def stored_state(
+    run: str, experiment: str, tag: str, key: dict[str, Any], legacy: dict[str, Any], images, root
+) -> tuple[str, str]:
+    """:func:`lieq.results.status` of ``key``; a missing result also counts as ``done`` (detail ``legacy:PATH``)
+    when a result stored under ``legacy`` (the key without the images' fingerprint, as written before
+    fingerprints existed) holds exactly the ids and labels of ``images``."""
+    state, detail = results.status(run, experiment, tag, key, root)
+    if state != "missing" or legacy == key or images is None:
+        return state, detail
+    old, where = results.status(run, experiment, tag, legacy, root)
+    if old == "done" and _same_images(Path(where), images):
+        return "done", f"legacy:{where}"
+    return state, detail
+
+
+def model_names(exp, models: str | list[str] | None, order: str = "given") -> list[str]:
+    """The models a sweep of ``exp`` covers: resolved timm tags (``order``: ``given`` or ``size``), the names an
+    experiment with its own models chose among (all when ``models`` is ``None``), or a model-free study's pseudo-model
+    name (``models`` must then be ``None`` or that name)."""
+    from . import zoo
+
+    if order not in ("given", "size"):
+        raise ValueError(f"order must be 'given' or 'size', got {order!r}")
+    given = None if models is None else [m.strip() for m in (models.split(",") if isinstance(models, str) else models)]
+    given = None if given is None else [m for m in given if m]
+    if exp.model_free:
+        if given and given != [exp.models]:
+            raise ValueError(f"experiment {exp.name!r} needs no models (it is stored as {exp.models!r}): drop --models")
+        return [exp.models]
+    if exp.models is not None:
+        if not given:
+            return list(exp.models)
+        unknown = [m for m in given if m not in exp.models]
+        if unknown:
+            known = ", ".join(exp.models)
+            raise ValueError(f"experiment {exp.name!r} has no model {unknown[0]!r} (its models: {known})")
+        return list(dict.fromkeys(given))
+    if not given:
+        raise ValueError(f"experiment {exp.name!r} needs --models (presets and/or timm tags)")
+    tags = zoo.resolve_models(given)
+    if order == "size":
+        params = zoo.catalogue().drop_duplicates("timm_tag").set_index("timm_tag")["params"]
+        tags.sort(key=lambda t: float(params.get(t, math.inf)) if t in params.index else math.inf)
+    return tags
+
+
 def run_sweep(
     experiment: str,
-    models: str | list[str],
+    models: str | list[str] | None = None,
     weights: str = "random",
     data: str = "imagenet-sample",
     n_images: int | None = 100,
@@ -338,48 +449,66 @@ def run_sweep(
     order: str = "given",
     images=None,
     input_size: int | None = None,
+    dry_run: bool = False,
+    skip_bad_images: bool = False,
+    image_seed: int | None = None,
+    precision: str = "fp32",
 ) -> SweepSummary:
     """Run ``experiment`` for every model of ``models`` (preset names and/or tags) and store the results.
 
-    ``config`` holds the experiment's parameters (strings are cast to the defaults' types); keys ``n_images`` and
-    ``probes`` of experiments that declare them are filled from the sweep's values when not given.  ``order``:
-    ``given`` (catalogue order) or ``size`` (fewest parameters first).  ``images``: an already decoded
-    :class:`lieq.data.ImageSet` (otherwise ``data`` is loaded once).  ``input_size`` overrides every model's input
-    size (quick tests of size-agnostic models; part of the configuration).  Returns a :class:`SweepSummary`.
+    ``config`` holds the experiment's parameters (bound to its function's signature; strings are cast to the
+    parameters' types); a parameter ``n_images`` of an experiment that declares one is filled from the sweep's value
+    when not given.  ``order``: ``given`` (catalogue order) or ``size`` (fewest parameters first).  ``images``: an
+    already decoded :class:`lieq.data.ImageSet` (otherwise ``data`` is loaded once, if the experiment takes images).
+    ``input_size`` overrides every timm model's input size (quick tests of size-agnostic models; part of the
+    configuration).  A model-free experiment takes no ``models`` and is stored under its pseudo-model name.
+    ``dry_run``: compute nothing; the summary lists what is done, failed, busy and ``pending``.  ``image_seed``:
+    the seed of the images' shuffle when it is not ``seed`` (e.g. several random initialisations measured on the same
+    images; then part of the configuration).  Returns a :class:`SweepSummary`.
     """
-    from . import experiments, zoo
+    from . import experiments
 
     start = time.perf_counter()
     exp = experiments.get(experiment)
     user = dict(config or {})
     if "n_images" in exp.defaults and "n_images" not in user and n_images is not None:
         user["n_images"] = n_images
-    exp_config = experiment_config(exp.defaults, user, experiment)
-    tags = zoo.resolve_models(models)
-    if order == "size":
-        params = zoo.catalogue().drop_duplicates("timm_tag").set_index("timm_tag")["params"]
-        tags.sort(key=lambda t: float(params.get(t, math.inf)) if t in params.index else math.inf)
-    elif order != "given":
-        raise ValueError(f"order must be 'given' or 'size', got {order!r}")
-    tags = shard_items(tags, parse_shard(shard))
-    key = sweep_config(exp_config, weights, data_key(data), n_images, seed)
-    if input_size:
+    exp_config = exp.config(user)
+    tags = shard_items(model_names(exp, models, order), parse_shard(shard))
+    key = store_key(exp, exp_config, weights, data, n_images, seed)
+    from .precision import DEFAULT_PRECISION, check_precision
+
+    if check_precision(precision) != DEFAULT_PRECISION:  # TF32 / bf16 results never share a key with fp32 ones
+        key["precision"] = precision
+    if input_size and exp.models is None:
         key["input_size"] = int(input_size)
-    summary = SweepSummary(experiment, run)
+    image_seed = seed if image_seed is None else int(image_seed)
+    if image_seed != seed and (exp.models is None or exp.needs_images):
+        key["image_seed"] = image_seed
+    if images is None and tags and (exp.models is None or exp.needs_images):
+        images = load_sweep_data(data, n_images, image_seed, skip_bad_images)  # the images identify the results
+    legacy, key = key, images_key(key, images)
+    summary = SweepSummary(experiment, run, images=key.get("images", ""))
 
     todo = []
     for tag in tags:
-        state, detail = results.status(run, experiment, tag, key, root)
+        state, detail = stored_state(run, experiment, tag, key, legacy, images, root)
         if state == "done":
             summary.skipped.append(tag)
+            if detail.startswith("legacy:"):
+                summary.legacy.append(tag)
         elif state == "failed" and not retry_failed:
             summary.failed[tag] = f"(recorded earlier) {detail}"
         else:
             todo.append(tag)
+    if dry_run:
+        summary.pending = todo
+        summary.seconds = time.perf_counter() - start
+        return summary
     device = _resolve_device(device)
-    if todo and images is None:
-        images = load_sweep_data(data, n_images, seed)
-    prov0 = base_provenance(device) if todo else {}
+    if todo and images is None and (exp.models is None or exp.needs_images):
+        images = load_sweep_data(data, n_images, image_seed)
+    prov0 = base_provenance(device, precision) if todo else {}
     bar = todo
     if progress:
         from tqdm.auto import tqdm
@@ -388,7 +517,7 @@ def run_sweep(
     for tag in bar:
         if progress:
             bar.set_postfix_str(tag, refresh=True)
-        if results.status(run, experiment, tag, key, root)[0] == "done":  # finished meanwhile by another process
+        if stored_state(run, experiment, tag, key, legacy, images, root)[0] == "done":  # finished meanwhile elsewhere
             summary.skipped.append(tag)
             continue
         path = results.result_path(run, experiment, tag, key, root)
@@ -398,7 +527,13 @@ def run_sweep(
         if record and claim.alive_elsewhere(record):
             summary.busy.append(tag)
             continue
-        prov = {**prov0, "weights": weights, "data": getattr(images, "source", data), "seed": seed}
+        prov = {
+            **prov0,
+            "weights": "none" if exp.model_free else weights,
+            "data": _data_source(exp, images, data),
+            "seed": seed,
+            **(images.provenance() if images is not None else {}),
+        }
         if attempts >= max_attempts:
             msg = f"process died during {attempts} earlier attempt(s) (killed, e.g. for memory?)"
             results.save_failure(run, experiment, tag, key, msg, prov, root)
@@ -408,8 +543,13 @@ def run_sweep(
         if not claim.take(attempts + 1, seen=record):
             summary.busy.append(tag)
             continue
+        context = dict(model_name=tag, weights=weights, data=data, n_images=n_images, seed=seed, device=device,
+                       progress=progress, images=images)  # fmt: skip
         try:
-            table, prov = _compute(exp, tag, weights, seed, device, images, exp_config, progress, prov, input_size)
+            if exp.models is None:
+                table, prov = _compute(exp, context, exp_config, prov, input_size)
+            else:
+                table, prov = _compute_own(exp, context, exp_config, prov)
             results.save(table, run, experiment, tag, key, prov, root)
             summary.computed.append(tag)
         except KeyboardInterrupt:
@@ -448,22 +588,35 @@ def _free(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def _compute(exp, tag, weights, seed, device, images, exp_config, progress, prov, input_size=None):
-    """Build one model, preprocess the images for it, run the experiment; returns (table, provenance)."""
+def _data_source(exp, images, data: str) -> str:
+    """The data provenance: the decoded images' source, the sweep's data for a study that reads it, else none."""
+    if images is not None:
+        return getattr(images, "source", data)
+    return data if exp.models is None or "data" in exp.context else "none"
+
+
+def _labels(images):
+    return images.labels if images is not None and images.label_space == "imagenet" else None
+
+
+def _compute(exp, context: dict[str, Any], exp_config: dict[str, Any], prov: dict[str, Any], input_size=None):
+    """Build one timm model, preprocess the images for it, run the experiment; returns (table, provenance)."""
     from .data import preprocess
     from .weights import create_model
 
     t0 = time.perf_counter()
-    model, source = create_model(tag, weights, seed=seed)
-    model = model.to(device)
-    inputs = preprocess(images.images, model, upsample=images.upsample, input_size=input_size).to(device)
-    labels = images.labels if images.label_space == "imagenet" else None
-    table, used = _run_experiment(exp, model, inputs, labels, images.ids, exp_config, progress)
-    import pandas as pd
+    images = context["images"]
+    model, source = create_model(context["model_name"], context["weights"], seed=context["seed"])
+    model = model.to(context["device"])
+    inputs = preprocess(images.images, model, upsample=images.upsample, input_size=input_size).to(context["device"])
+    context = {**context, "model": model, "inputs": inputs, "labels": _labels(images), "image_ids": images.ids}
+    from . import memory_plan
+    from .precision import use_precision
 
-    if not isinstance(table, pd.DataFrame) or table.empty or "image" not in table.columns:
-        raise ValueError(f"experiment {exp.name!r} returned no rows or no 'image' column")
-    _check_finite(table)
+    memory_plan.reset_peak_memory(context["device"])
+    with use_precision(prov.get("precision", "fp32")):
+        out, used = _run_experiment(exp, exp_config, context)
+    table, extra = _split_output(exp, out)
     prov = {
         **prov,
         "weights": source,
@@ -471,7 +624,31 @@ def _compute(exp, tag, weights, seed, device, images, exp_config, progress, prov
         "n_images": len(images),
         "batch_size_used": int(used.get("batch_size", 0) or 0),
         "seconds": round(time.perf_counter() - t0, 3),
+        "peak_memory_mb": memory_plan.peak_memory_mb(context["device"]),  # CUDA; None on CPUs
+        **extra,
     }
+    return table, prov
+
+
+def _compute_own(exp, context: dict[str, Any], exp_config: dict[str, Any], prov: dict[str, Any]):
+    """Run a model-free experiment, or one that builds its own models; returns (table, provenance)."""
+    t0 = time.perf_counter()
+    images = context["images"]
+    if images is not None:
+        context = {**context, "labels": _labels(images), "image_ids": images.ids}
+    from .precision import use_precision
+
+    with use_precision(prov.get("precision", "fp32")):
+        out, used = _run_experiment(exp, exp_config, context)
+    table, extra = _split_output(exp, out)
+    prov = {
+        **prov,
+        "batch_size_used": int(used.get("batch_size", 0) or 0),
+        "seconds": round(time.perf_counter() - t0, 3),
+        **extra,
+    }
+    if images is not None:
+        prov["n_images"] = len(images)
     return table, prov
 
 
@@ -479,15 +656,64 @@ def _compute(exp, tag, weights, seed, device, images, exp_config, progress, prov
 
 
 def _shard_job(kwargs: dict[str, Any], shard: str) -> str:
-    summary = run_sweep(**kwargs, shard=shard, progress=False)
+    """One Slurm array task: shard ``shard`` (``i/n``) of the sweep ``kwargs``, without progress bars (log files).
+
+    SIGTERM (``scancel``, the time limit, preemption) stops the task at once: the model in progress is abandoned
+    and its claim released (submitit would ignore the signal and let Slurm kill the task mid-write ``KillWait``
+    seconds later); submitting the same sweep again computes it.
+    """
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        summary = run_sweep(**{**kwargs, "shard": shard, "progress": False})
+    except KeyboardInterrupt as exc:
+        raise RuntimeError(f"array task stopped ({exc or 'interrupt'}); submit the same sweep to resume") from None
     return summary.report()
 
 
-def submit_slurm(kwargs: dict[str, Any], n_shards: int, folder: str | Path, **slurm: Any):
-    """Submit ``n_shards`` shards of a sweep as one Slurm job array (submitit); without Slurm, run here.
+def slurm_gpus(gpus: int | None, device: str) -> int:
+    """GPUs per array task: ``gpus`` when given, else one for a ``cuda`` device and none otherwise (``cpu`` and
+    ``auto``: a GPU is requested only when asked for, so a sweep never fails to submit on a cluster without GPUs)."""
+    if gpus is not None:
+        if gpus < 0:
+            raise ValueError(f"--gpus must be >= 0, got {gpus}")
+        return int(gpus)
+    return 1 if str(device).startswith("cuda") else 0
 
-    ``slurm``: ``partition``, ``gpus`` (per task), ``time`` (minutes), ``parallelism`` (array tasks at once),
-    ``cpus`` (per task), ``mem_gb``.  Returns the submitit jobs, or the local :class:`SweepSummary`.
+
+def slurm_cpus(cpus: int | None, partition: str | None = None, default: int = 8) -> int:
+    """CPUs per array task: ``cpus`` when given, else ``default`` capped by the smallest node of the partition (as
+    ``sinfo`` reports it), so that the default request fits every cluster (Slurm would keep it pending forever)."""
+    if cpus is not None:
+        if cpus < 1:
+            raise ValueError(f"--cpus-per-task must be a positive integer, got {cpus}")
+        return int(cpus)
+    cmd = ["sinfo", "-h", "-o", "%c"] + (["-p", partition] if partition else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+        sizes = [int(v.rstrip("+")) for v in out.split() if v.rstrip("+").isdigit()]
+    except (OSError, subprocess.SubprocessError):
+        sizes = []
+    return max(1, min([default, *sizes]))
+
+
+def submit_slurm(kwargs: dict[str, Any], n_shards: int, folder: str | Path, **slurm: Any):
+    """Submit the sweep ``kwargs`` (:func:`run_sweep` arguments) as one Slurm job array (submitit); without Slurm,
+    run it here.
+
+    The models are split into ``n = min(n_shards, number of models)`` shards; the array has one task per shard that
+    still has a model to compute (none at all when everything is done: the summary is returned), and the task of
+    shard ``i`` runs ``run_sweep(..., shard=i/n)`` into the same results folder.  So a cancelled, failed or
+    timed-out task is completed by submitting the same sweep again (finished models are skipped).
+
+    ``slurm``: ``partition``, ``gpus`` (per task; default see :func:`slurm_gpus`), ``time`` (minutes),
+    ``parallelism`` (array tasks at once), ``cpus`` (per task; default see :func:`slurm_cpus`), ``mem_gb``.  An
+    sbatch rejection becomes a one-line ``ValueError``.  Returns the submitit jobs, or a :class:`SweepSummary` (the
+    local run where there is no Slurm; the state of the sweep when nothing is left to submit).
     """
     try:
         import submitit
@@ -500,28 +726,56 @@ def submit_slurm(kwargs: dict[str, Any], n_shards: int, folder: str | Path, **sl
     if executor.cluster != "slurm":
         print(f"lieq: no Slurm here ({executor.cluster}); running the sweep locally")
         return run_sweep(**kwargs)
+    from . import experiments
+
+    exp = experiments.get(kwargs["experiment"])
+    tags = model_names(exp, kwargs.get("models"), kwargs.get("order", "given"))
+    n_shards = max(1, min(int(n_shards), len(tags)))
+    state = run_sweep(**{**kwargs, "dry_run": True, "progress": False})  # what is left to do
+    pending = set(state.pending)
+    shards = [f"{i}/{n_shards}" for i in range(n_shards) if pending & set(shard_items(tags, (i, n_shards)))]
+    if not shards:
+        print("lieq: nothing to submit (no model left to compute)")
+        return state
     params = {
-        "timeout_min": int(slurm.get("time", 240)),
-        "gpus_per_node": int(slurm.get("gpus", 1)),
-        "cpus_per_task": int(slurm.get("cpus", 8)),
-        "slurm_array_parallelism": int(slurm.get("parallelism", n_shards)),
+        "timeout_min": int(slurm.get("time") or 240),
+        "cpus_per_task": slurm_cpus(slurm.get("cpus"), slurm.get("partition")),
+        "slurm_array_parallelism": int(slurm.get("parallelism") or len(shards)),
         "name": f"lieq-{kwargs['experiment']}",
     }
+    gpus = slurm_gpus(slurm.get("gpus"), kwargs.get("device", "cpu"))
+    if gpus:
+        params["gpus_per_node"] = gpus
     if slurm.get("partition"):
         params["slurm_partition"] = slurm["partition"]
     if slurm.get("mem_gb"):
         params["mem_gb"] = int(slurm["mem_gb"])
     executor.update_parameters(**params)
-    shards = [f"{i}/{n_shards}" for i in range(n_shards)]
-    jobs = executor.map_array(_shard_job, [kwargs] * n_shards, shards)
-    print(f"lieq: submitted {len(jobs)} Slurm array task(s): {jobs[0].job_id.split('_')[0]} (logs in {folder})")
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):  # submitit prints sbatch's stderr itself before raising
+            jobs = executor.map_array(_shard_job, [kwargs] * len(shards), shards)
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, OSError) as exc:
+        lines = [ln.strip() for ln in (str(exc) or captured.getvalue()).splitlines() if ln.strip()]
+        reason = lines[-1] if lines else type(exc).__name__
+        raise ValueError(
+            f"sbatch rejected the job array ({reason}); check --partition, --gpus, --cpus-per-task, "
+            "--mem-gb and --time against the cluster (sinfo)"
+        ) from None
+    gpu_note = f"{gpus} GPU(s)" if gpus else "no GPU"
+    print(
+        f"lieq: submitted {len(jobs)} Slurm array task(s) (shards {', '.join(shards)}; {len(pending)} model(s) to "
+        f"compute), {gpu_note} each: job {jobs[0].job_id.split('_')[0]} (logs in {folder}); run the same command "
+        "again to complete cancelled or failed tasks"
+    )
     return jobs
 
 
 # --------------------------------------------------------------------------------------------------- CLI
 
-#: Common options that go into the experiment's configuration when its defaults have the key.
-_COMMON = {"generators": str, "image_model": str, "method": str, "batch_size": int, "probes": int}
+#: Common options that go into the experiment's configuration when its function has the parameter (the value is
+#: cast by the parameter's type, like ``--config`` values).
+_COMMON = ("generators", "image_model", "method", "batch_size", "probes")
 
 
 def _parse_kv(items: list[str]) -> dict[str, str]:
@@ -547,8 +801,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} does not apply to experiment {args.experiment!r}")
         user[name] = value
     user.update(_parse_kv(args.config))
+    from .cli import check_config, check_weights
+
+    check_config({"n_images": args.n_images, **exp.config(user)})  # bad values fail here, before any model is built
+    check_weights(args.weights)
+    if args.slurm and args.shard:
+        raise ValueError("--slurm makes its own shards (--slurm-shards N): drop --shard")
+    if args.slurm and args.slurm_shards < 1:
+        raise ValueError(f"--slurm-shards must be a positive integer, got {args.slurm_shards}")
     if args.list:
-        tags = shard_items(zoo.resolve_models(args.models), parse_shard(args.shard))
+        tags = shard_items(model_names(exp, args.models, args.order), parse_shard(args.shard))
         print("\n".join(tags))
         return 0
     kwargs = dict(
@@ -562,11 +824,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         config=user,
         progress=not args.no_progress,
         seed=args.seed,
+        image_seed=args.image_seed,
         root=args.results,
         retry_failed=args.retry_failed,
         max_attempts=args.max_attempts,
         order=args.order,
         input_size=args.input_size,
+        skip_bad_images=args.skip_bad_images,
+        precision=args.precision,
     )
     if args.slurm:
         root = Path(args.results).expanduser() if args.results else results.default_root()
@@ -586,8 +851,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             return 0
         summary = out
     else:
-        summary = run_sweep(**kwargs, shard=args.shard)
+        summary = run_sweep(**kwargs, shard=args.shard, dry_run=args.dry_run)
     print(summary.report())
+    if args.dry_run:
+        states = {**dict.fromkeys(summary.skipped, "done"), **dict.fromkeys(summary.pending, "to compute")}
+        states.update({t: "failed" for t in summary.failed})
+        print("\n".join(f"  {tag}: {state}" for tag, state in states.items()))
     removed = zoo.removed(args.models) if args.models in zoo.PRESETS else None
     if removed is not None and len(removed):
         print(f"  ({len(removed)} member(s) of preset {args.models} have no model in this timm: ", end="")
@@ -607,13 +876,18 @@ def add_subcommands(subparsers) -> None:
         ),
     )
     p.add_argument("experiment", help="registered experiment, e.g. e2e")
-    p.add_argument("--models", required=True, help="presets and/or timm tags, comma-separated (paper, embedded, ...)")
+    p.add_argument(
+        "--models",
+        default=None,
+        help="presets and/or timm tags, comma-separated (paper, embedded, ...); none for model-free studies",
+    )
     p.add_argument("--weights", default="random", help="random | hub | pip | file:PATH (default random)")
     p.add_argument(
         "--data", default="imagenet-sample", help="image folder, or imagenet-sample | embedded | cifar10 | cifar100"
     )
     p.add_argument("--n-images", type=int, default=100, help="images drawn with a seeded shuffle (default 100)")
     p.add_argument("--seed", type=int, default=0, help="image shuffle and random-init seed")
+    p.add_argument("--image-seed", type=int, default=None, help="image shuffle seed when not --seed")
     p.add_argument("--run", default=None, help="results folder name under data/results (default: the experiment)")
     p.add_argument("--results", default=None, help="results root (default data/results or $LIEQ_RESULTS)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
@@ -621,23 +895,35 @@ def add_subcommands(subparsers) -> None:
     p.add_argument("--generators", default=None, help="(experiments with generators) names or e2e/layerwise/all")
     p.add_argument("--image-model", default=None, help="(experiments with image_model) bilinear | central | ...")
     p.add_argument("--method", default=None, help="(experiments with method) forward | double_backward")
-    p.add_argument("--batch-size", type=int, default=None, help="(experiments with batch_size) images per batch")
-    p.add_argument("--probes", type=int, default=None, help="(experiments with probes) random probes")
+    p.add_argument("--batch-size", default=None, help="(experiments with batch_size) images per batch")
+    p.add_argument("--probes", default=None, help="(experiments with probes) random probes")
     p.add_argument("--input-size", type=int, default=None, help="override input size (quick tests; in the config)")
     p.add_argument("--shard", default=None, help="i/n: this process takes models i, i+n, ... (0 <= i < n)")
     p.add_argument("--order", default="given", choices=["given", "size"], help="model order (size: smallest first)")
     p.add_argument("--retry-failed", action="store_true", help="recompute models recorded as failed")
     p.add_argument("--max-attempts", type=int, default=2, help="give up on a model whose process died this often")
     p.add_argument("--list", action="store_true", help="print the models (of this shard) and exit")
+    p.add_argument("--dry-run", action="store_true", help="compute nothing: report which models are done")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "tf32", "bf16"],
+        help="float32 without TF32 (default), or TF32 / bf16 autocast for speed on GPUs (labelled, keyed apart)",
+    )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip undecodable image files (the next image takes each one's place; recorded in the provenance)",
+    )
     g = p.add_argument_group("Slurm (submitit)")
     g.add_argument("--slurm", action="store_true", help="submit as a Slurm job array (local run without Slurm)")
     g.add_argument("--slurm-shards", type=int, default=8, help="array tasks (shards)")
     g.add_argument("--partition", default=None)
-    g.add_argument("--gpus", type=int, default=1, help="GPUs per task")
+    g.add_argument("--gpus", type=int, default=None, help="GPUs per task (default: 1 with --device cuda, else 0)")
     g.add_argument("--time", type=int, default=240, help="minutes per task")
     g.add_argument("--array-parallelism", type=int, default=8, help="array tasks running at once")
-    g.add_argument("--cpus-per-task", type=int, default=8)
+    g.add_argument("--cpus-per-task", type=int, default=None, help="(default: 8, or fewer if the nodes have fewer)")
     g.add_argument("--mem-gb", type=int, default=None)
     g.add_argument("--slurm-folder", default=None, help="submitit logs (default <results>/slurm-logs)")
     p.set_defaults(handler=_cmd_sweep)

@@ -110,3 +110,43 @@ def test_spectra_show_folding_above_nyquist():
 def test_unknown_layer():
     with pytest.raises(ValueError, match="unknown layer"):
         make_layer("softplus")
+
+
+# ----------------------------------------------------------------------------------------------- through the runner
+
+
+def test_model_free_studies_are_resumable_runner_experiments(tmp_path):
+    """The single-layer and spectra studies go through the runner: stored under their pseudo-models with
+    provenance, equal to the direct computation, skipped when done, recomputed for a new configuration."""
+    from lieq import results
+    from lieq.aliasing import square_images
+    from lieq.data import load_source
+    from lieq.runner import run_sweep
+
+    kw = dict(run="aliasing", root=tmp_path, progress=False)
+    config = {"layers": "relu,blurpool", "fracs": "0.2,0.9", "image_models": "bilinear", "size": 17, "channels": 2,
+              "batch": 1}  # fmt: skip
+    s = run_sweep("single-layers", data="embedded", n_images=1, config=config, **kw)
+    assert s.computed == ["single-layers"] and not s.failed
+    again = run_sweep("single-layers", data="embedded", n_images=1, config=config, **kw)
+    assert again.skipped == ["single-layers"] and not again.computed
+    stored = results.load("aliasing", "single-layers", root=tmp_path)
+    assert set(stored.model) == {"single-layers"} and set(stored.weights) == {"random:seed=0"}
+    assert stored.data.iloc[0].startswith("dct-modes+") and stored.git_commit.iloc[0]
+    natural = square_images(load_source("embedded", 1, 0).images, 17)
+    direct = layer_study(["relu", "blurpool"], (0.2, 0.9), ("bilinear",), size=17, channels=2, batch=1,
+                         natural=natural)  # fmt: skip
+    key = ["layer", "signal", "frac", "generator", "image"]
+    a, b = stored.sort_values(key).reset_index(drop=True), direct.sort_values(key).reset_index(drop=True)
+    torch.testing.assert_close(torch.tensor(a.rel.to_numpy()), torch.tensor(b.rel.to_numpy()))
+
+    small = {"fracs": "0.2,0.9", "size": 17, "oversample": 4, "nonlinearities": "relu"}
+    for name in ("spectra", "spectra-summary"):
+        assert run_sweep(name, config=small, **kw).computed == ["nonlinearities"]
+    assert run_sweep("spectra", config={**small, "oversample": 2}, **kw).computed == ["nonlinearities"]
+    summary = results.load("aliasing", "spectra-summary", root=tmp_path)
+    _, direct_summary = nonlinearity_spectra((0.2, 0.9), 17, 4, ("relu",))
+    assert summary.aliased_power.tolist() == direct_summary.aliased_power.tolist()
+    assert set(summary.weights) == {"none"} and set(summary.data) == {"dct-modes"}
+    with pytest.raises(ValueError, match="needs no models"):
+        run_sweep("spectra", "resnet18", **kw)

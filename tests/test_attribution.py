@@ -197,7 +197,12 @@ def test_forward_reverse_and_loop_give_the_same_probe_values(which, image32):
     loop = layerwise(model, x, gens, probes=6, method="loop")
     for other in (rev, loop):
         assert np.allclose(fwd.contribution, other.contribution, rtol=1e-4, atol=1e-10 * fwd.e2e.max())
-        assert np.allclose(fwd.unattributed, other.unattributed, rtol=1e-3, atol=1e-6)
+        # For this model the terms sum to L p exactly, so ``unattributed`` (a relative residual) is float32 rounding:
+        # 1e-7 .. 1e-5 depending on the CPU's convolution kernels (4e-6 on one machine, even at the old code), and
+        # the methods can agree on it only down to that level.
+        assert np.allclose(fwd.unattributed, other.unattributed, rtol=1e-3, atol=1e-5)
+        if which == "cnn":  # every non-equivariant operation is a module: nothing beyond rounding is unattributed
+            assert (other.unattributed < 1e-4).all()
     assert set(fwd["method"]) == {"forward"} and set(loop["method"]) == {"loop"}
 
 
@@ -232,7 +237,7 @@ def test_registered_experiment_and_top_level_export():
     model = TinyCNN().eval()
     x = torch.randn(2, 3, 16, 16)
     config = dict(exp.defaults, probes=4)
-    df = exp.fn(model, x, None, ["a", "b"], config)
+    df = exp.fn(model, x, None, ["a", "b"], **config)
     assert set(df.image) == {"a", "b"} and set(df.generator) == set(
         resolve_generators("layerwise")[i].name for i in range(5)
     )

@@ -107,3 +107,30 @@ def test_lee_table_recalibrated():
     t = lee_vs_depth(x, torch.tensor([0, 1]), ["a", "b"], (20,), "random+bnrecal", (0,), "translate_x",
                      recal_images=torch.randn(50, 3, 32, 32))  # fmt: skip
     assert set(t.weights) == {"random+bnrecal:seed=0"} and (t.mean_abs > 0).all()
+
+
+def test_cifar_studies_through_the_runner(cifar, tmp_path):
+    """``cifar-lee`` / ``cifar-accuracy`` are runner experiments with their own models: the stored rows equal the
+    direct computation on the same images (the recalibration split's evaluated images), with the weights source as
+    provenance, and a second sweep is skipped."""
+    from lieq import results
+    from lieq.runner import run_sweep
+
+    weights, x, y, ids = cifar
+    data = str(weights.parent / "cifar10-test")
+    kw = dict(data=data, run="c", root=tmp_path, progress=False)
+    s = run_sweep("cifar-lee", "resnet20", weights=f"file:{weights}", n_images=3, config={"generators": "rotate"}, **kw)
+    assert s.computed == ["resnet20"] and not s.failed
+    again = run_sweep("cifar-lee", "resnet20", weights=f"file:{weights}", n_images=3, config={"generators": "rotate"},
+                      **kw)  # fmt: skip
+    assert again.skipped == ["resnet20"]
+    stored = results.load("c", "cifar-lee", root=tmp_path)
+    order, _ = recalibration_split(len(x), 3, 0)
+    direct = lee_vs_depth(x[order], y[order], [ids[i] for i in order], (20,), weights, generators="rotate")
+    assert list(stored.image) == list(direct.image)
+    np.testing.assert_allclose(stored.mean_abs, direct.mean_abs, rtol=1e-6)
+    assert set(stored.weights) == set(direct.weights) and set(stored.depth) == {20}
+    with pytest.raises(ValueError, match="has no model 'resnet18'"):
+        run_sweep("cifar-lee", "resnet18", **kw)
+    acc = run_sweep("cifar-accuracy", "resnet20", weights="random", **kw)
+    assert "trained checkpoints" in acc.failed["resnet20"]

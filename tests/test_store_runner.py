@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from lieq import results
 from lieq.cli import main
+from lieq.experiments import get as get_experiment
 from lieq.experiments import register
 from lieq.runner import parse_shard, run_sweep, shard_items
 
@@ -103,18 +105,85 @@ def test_shard_split_is_a_partition():
 _CALLS: list[tuple[str, int]] = []
 
 
-@register("_test_oom", defaults={"batch_size": 8, "fail_above": 2})
-def _oom_experiment(model, inputs, labels, image_ids, config, progress=False):
+@register("_test_oom")
+def _oom_experiment(model, inputs, image_ids, *, batch_size: int = 8, fail_above: int = 2):
     """Raises a CUDA-style out-of-memory error until ``batch_size`` is small enough."""
-    _CALLS.append((type(model).__name__, int(config["batch_size"])))
-    if int(config["batch_size"]) > int(config["fail_above"]):
+    _CALLS.append((type(model).__name__, batch_size))
+    if batch_size > fail_above:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
     return pd.DataFrame({"image": list(image_ids), "value": [float(inputs.mean())] * len(image_ids)})
 
 
-@register("_test_nan", defaults={})
-def _nan_experiment(model, inputs, labels, image_ids, config, progress=False):
+@register("_test_nan")
+def _nan_experiment(image_ids):
     return pd.DataFrame({"image": list(image_ids), "value": [float("nan")] * len(image_ids)})
+
+
+# ----------------------------------------------------------------------------------------------- registry
+
+
+def test_registry_binds_the_configuration_to_the_signature():
+    """Keyword parameters with defaults are the configuration (written once); context parameters are not; strings
+    from the command line are cast by the annotation; unknown keys and parameters without defaults are refused."""
+
+    @register("_test_sig", description="a test experiment")
+    def fn(model, inputs, seed, *, k: int = 3, scale: float = 0.5, on: bool = False, name: str = "a",
+           size: int | None = None, progress: bool = False):  # fmt: skip
+        return pd.DataFrame({"image": ["x"], "v": [k * scale]})
+
+    exp = get_experiment("_test_sig")
+    assert exp.defaults == {"k": 3, "scale": 0.5, "on": False, "name": "a", "size": None}
+    assert exp.context == {"model", "inputs", "seed", "progress"} and exp.models is None
+    assert exp.config({"k": "7", "scale": "2", "on": "yes", "name": "7", "size": "4"}) == {
+        "k": 7, "scale": 2.0, "on": True, "name": "7", "size": 4}  # fmt: skip
+    with pytest.raises(ValueError, match=r"has no parameter 'nope' \(parameters: k, scale, on, name, size\)"):
+        exp.config({"nope": 1})
+    with pytest.raises(ValueError, match="expected an integer"):
+        exp.config({"k": "three"})
+    assert exp({"k": 2, "scale": 0.25, "on": False, "name": "a", "size": None}, model=None, inputs=None, seed=0,
+               images=None).v.iloc[0] == 0.5  # fmt: skip
+    with pytest.raises(TypeError, match="needs a default"):
+        register("_test_bad")(lambda model, k: None)
+    with pytest.raises(TypeError, match="cannot take 'model'"):
+        register("_test_bad", models="pseudo")(lambda model, *, k=1: None)
+
+
+def test_one_spelling_every_stored_study_is_a_registered_experiment():
+    """Every folder of the committed store is named after a registered experiment (no side routes, no legacy
+    names), and the registry and lieq.conventions agree."""
+    from lieq import conventions as C
+    from lieq.experiments import names
+
+    assert {n for n in names() if not n.startswith("_test")} == set(C.EXPERIMENTS)
+    root = Path(__file__).resolve().parents[1] / "data" / "results"
+    stored = {(p.parent.name, p.name) for p in root.glob("*/*") if p.is_dir() and any(p.glob("*.parquet"))}
+    assert stored == {(run, e) for run, exps in C.STORE.items() for e in exps}
+    assert {e for _, e in stored} <= set(C.EXPERIMENTS)
+    for path in root.glob("*/*/*.parquet"):
+        meta = pq.ParquetFile(path).schema_arrow.metadata[b"lieq"]
+        assert json.loads(meta)["config_hash"] == path.stem.rsplit("__", 1)[1], path
+
+
+def test_committed_results_keep_their_configuration_hashes():
+    """The registered experiments bind to the same configuration as the committed results, so they stay done."""
+    from lieq.experiments import get
+    from lieq.runner import sweep_config
+
+    root = Path(__file__).resolve().parents[1] / "data" / "results"
+    tag = "tf_efficientnet_lite0.in1k"
+    for run, experiment, user, n_images in [
+        ("embedded", "e2e", {}, 100),
+        ("embedded", "layerwise", {"generators": "translate_x"}, 20),
+        ("embedded", "baselines", {"samples": "20"}, 100),
+        ("embedded", "layerwise-baselines", {"samples": "2"}, 1),
+        ("random-init", "e2e", {}, 1),
+    ]:
+        weights = "random" if run == "random-init" else "pip"
+        model = "resnet18.a1_in1k" if run == "random-init" else tag
+        key = sweep_config(get(experiment).config(user), weights, "imagenet-sample", n_images, 0)
+        path = results.result_path(run, experiment, model, key, root)
+        assert path.is_file(), (experiment, path.name)
+        assert results.read_result(path)["config_hash"].iloc[0] == results.config_hash(key)
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +225,10 @@ def test_failures_are_isolated_recorded_and_skipped(tmp_path, images):
 
 def test_dead_process_marker_counts_attempts(tmp_path, images):
     kw = dict(data=str(SAMPLE), n_images=2, run="r", root=tmp_path, images=images, input_size=32, progress=False)
-    from lieq.runner import data_key, sweep_config
+    from lieq.runner import data_key, images_key, sweep_config
 
     key = sweep_config({"batch_size": 8, "fail_above": 2}, "random", data_key(str(SAMPLE)), 2, 0) | {"input_size": 32}
+    key = images_key(key, images)  # results are keyed by the images' fingerprint too
     path = results.result_path("r", "_test_oom", "resnet10t.c3_in1k", key, tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -228,6 +298,21 @@ def test_bad_inputs_give_one_line_errors(argv, words, capsys, tmp_path):
     assert code == 2 and err.startswith("lieq: error:") and len(err.splitlines()) == 1 and words in err
 
 
+def test_cli_runs_a_model_free_study_and_reports_done(capsys, tmp_path):
+    """``lieq sweep spectra`` needs no --models (stored under its pseudo-model); --dry-run reports it done; a study
+    of timm models without --models is a one-line error."""
+    argv = ["sweep", "spectra", "--config", "size=17", "--config", "oversample=4", "--config", "fracs=0.2,0.9",
+            "--config", "nonlinearities=relu", "--results", str(tmp_path), "--run", "a", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0 and "1 computed" in capsys.readouterr().out
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 already done" in out and "nonlinearities: done" in out
+    assert main([*argv, "--list"]) == 0 and capsys.readouterr().out.split() == ["nonlinearities"]
+    code = main(["sweep", "e2e", "--data", "embedded", "--results", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "needs --models" in err
+
+
 def test_bad_labels_file_is_one_line_error(capsys, tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"")
     (tmp_path / "labels.csv").write_text("file,class_index\na.jpg,3\nb.jpg,x\n")
@@ -291,9 +376,14 @@ def test_sigkill_resume_and_shards(tmp_path):
     assert (a.mean_abs > 0).all()
 
 
-def test_slurm_falls_back_to_local_run(tmp_path, images, capsys):
+def test_slurm_falls_back_to_local_run(tmp_path, images, capsys, monkeypatch):
     pytest.importorskip("submitit")
+    import shutil
+
     from lieq.runner import SweepSummary, submit_slurm
+
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "sbatch" else which(name, *a, **k))
 
     kwargs = dict(experiment="_test_oom", models="resnet10t.c3_in1k", data=str(SAMPLE), n_images=2, run="r",
                   root=tmp_path, images=images, input_size=32, progress=False)  # fmt: skip
