@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._memory import apply_if_requested
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -22,9 +24,15 @@ _LAZY = {
     "create_model": "lieq.weights",
     "load_image_folder": "lieq.data",
     "preprocess": "lieq.data",
+    "retain_freed_memory": "lieq._memory",
+    "load_model": "lieq.adapters",
+    "Preprocessing": "lieq.adapters",
+    "select_output": "lieq.adapters",
 }
 
 __all__ = ["__version__", *_LAZY]
+
+apply_if_requested()  # only with LIEQ_RETAIN_MEMORY=1, the program's explicit opt-in (lieq._memory)
 
 
 def __getattr__(name: str) -> Any:

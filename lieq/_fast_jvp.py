@@ -2,11 +2,12 @@
 
 PyTorch's generic JVP rules for ``conv2d`` and ``linear`` also evaluate the term of the weight's tangent, which is
 materialised as zeros when the weights carry no tangent (one extra primal-sized convolution and a broadcast add per
-layer), and its eval-mode ``batch_norm`` rule runs the training-mode formula.  Inside :func:`fast_jvp_rules` these
-functions are replaced, when called without autograd recording, by custom functions whose primal is computed by the
-native kernel (bit-identical outputs) and whose tangent is only the input term.  Weights and biases are treated as
-constants (``torch.func.jvp`` hands them all-zero tangents, which these rules ignore); the engine differentiates with
-respect to the input only.
+layer), and its eval-mode ``batch_norm`` rule runs the training-mode formula.  Inside a :class:`FastJvpRules` block
+(a :class:`~torch.overrides.TorchFunctionMode`, so it applies to the calling thread only and ``torch.nn.functional``
+itself is never modified), these functions, when called without autograd recording, are routed to custom functions
+whose primal is computed by the native kernel (bit-identical outputs) and whose tangent is only the input term.
+Weights and biases are treated as constants (``torch.func.jvp`` hands them all-zero tangents, which these rules
+ignore); the engine differentiates with respect to the input only.
 
 * ``conv2d(x, W, b)``: tangent ``conv2d(x_t, W)``;
 * ``linear(x, W, b)``: tangent ``linear(x_t, W)``;
@@ -29,8 +30,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -256,7 +258,7 @@ class _Attention(Function):
 def _scaled_dot_product_attention(
     query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False
 ):
-    if torch.is_grad_enabled() or dropout_p > 0.0:
+    if dropout_p > 0.0:
         return _native_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
     if enable_gqa and key.shape[-3] != query.shape[-3]:
         repeat = query.shape[-3] // key.shape[-3]
@@ -266,15 +268,17 @@ def _scaled_dot_product_attention(
 
 
 def _layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    if torch.is_grad_enabled():
-        return _native_layer_norm(input, normalized_shape, weight, bias, eps)
     return _LayerNorm.apply(input, tuple(normalized_shape), weight, bias, eps)
 
 
 def _gelu(input, approximate="none"):
-    if approximate != "none" or torch.is_grad_enabled():
+    if approximate != "none":
         return _native_gelu(input, approximate=approximate)
     return _Gelu.apply(input)
+
+
+def _linear(input, weight, bias=None):
+    return _Linear.apply(input, weight, bias)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -322,12 +326,11 @@ class _FoldProbe(TorchFunctionMode):
             for value in leaves((args, kwargs)):
                 if isinstance(value, torch.Tensor) and id(value) in self.outputs:
                     self.uses[id(value)] += 1
-        name = getattr(func, "__name__", "")
-        if name == "conv2d":
+        if func is _native_conv2d:
             bound = _CONV2D_SIGNATURE.bind(*args, **kwargs)
             self.outputs[id(out)] = (out, bound.arguments["weight"])  # keeps ``out`` alive: ids stay unique
             self.weight_calls[id(bound.arguments["weight"])] += 1
-        elif name == "batch_norm":
+        elif func is _native_batch_norm:
             bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
             a = {**{"weight": None, "bias": None, "training": False, "eps": 1e-5}, **bound.arguments}
             if a["running_mean"] is not None:
@@ -368,69 +371,99 @@ class _ActiveFold:
     last_output: torch.Tensor | None = None
 
 
-_folds_by_weight: dict[int, _ActiveFold] = {}
-_folds_by_mean: dict[int, _ActiveFold] = {}
+def _conv2d_arguments(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """The signature of ``F.conv2d`` (a builtin, which :mod:`inspect` cannot read)."""
 
 
-@contextlib.contextmanager
-def folded_batch_norms(pairs: list[FoldPair]) -> Iterator[None]:
-    """Inside :func:`fast_jvp_rules`, compute each folded pair as one convolution with folded weights."""
-    for p in pairs:
-        scale = torch.rsqrt(p.running_var + p.eps)
-        if p.gamma is not None:
-            scale = scale * p.gamma
-        shift = -p.running_mean * scale if p.beta is None else p.beta - p.running_mean * scale
-        fold = _ActiveFold(p.conv_weight, p.running_mean, p.conv_weight * scale.reshape(-1, 1, 1, 1), scale, shift)
-        _folds_by_weight[id(p.conv_weight)] = _folds_by_mean[id(p.running_mean)] = fold
-    try:
-        yield
-    finally:
-        _folds_by_weight.clear()
-        _folds_by_mean.clear()
+_CONV2D_SIGNATURE = inspect.signature(_conv2d_arguments)
+_BATCH_NORM_SIGNATURE = inspect.signature(_native_batch_norm)
+
+#: Per thread: whether a rule of some :class:`FastJvpRules` is running.  The native calls a rule makes then pass
+#: through every other (outer) :class:`FastJvpRules` on this thread's mode stack instead of being routed twice.
+_in_rule = threading.local()
 
 
-def _conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    if torch.is_grad_enabled():
-        return _native_conv2d(input, weight, bias, stride, padding, dilation, groups)
-    fold = _folds_by_weight.get(id(weight))
-    if fold is not None and fold.weight is weight:
-        folded_bias = fold.shift if bias is None else torch.addcmul(fold.shift, bias, fold.scale)
-        fold.last_output = _Conv2d.apply(input, fold.folded_weight, folded_bias, stride, padding, dilation, groups)
-        return fold.last_output
-    return _Conv2d.apply(input, weight, bias, stride, padding, dilation, groups)
+class FastJvpRules(TorchFunctionMode):
+    """The cheaper forward-mode rules, and the batch-norm folds, for the calling thread inside the block.
+
+    ``with FastJvpRules(folds):`` routes this thread's calls of ``F.conv2d``, ``F.linear``, ``F.batch_norm``,
+    ``F.gelu``, ``F.layer_norm`` and ``F.scaled_dot_product_attention`` made while grad mode is off (however the
+    caller reached the function: ``F.conv2d``, ``torch.conv2d``, ``nn.Conv2d``) to the custom functions above; calls
+    with grad mode on, all other calls, and every call of other threads are PyTorch's own.  ``torch.nn.functional``
+    is never modified: the mode lives on PyTorch's thread-local torch-function mode stack.
+
+    The fold state (:class:`FoldPair` s from :func:`find_batch_norm_folds`, set with :meth:`folding`) is held by the
+    instance: a folded pair's convolution is computed as one convolution with weights ``W s`` and bias
+    ``(b - mean) s + beta``, and its batch norm returns that output unchanged.
+    """
+
+    def __init__(self, folds: Sequence[FoldPair] = ()) -> None:
+        super().__init__()
+        self._folds_by_weight: dict[int, _ActiveFold] = {}
+        self._folds_by_mean: dict[int, _ActiveFold] = {}
+        self._rules: dict[Callable, Callable] = {
+            _native_conv2d: self._conv2d,
+            _native_linear: _linear,
+            _native_batch_norm: self._batch_norm,
+            _native_gelu: _gelu,
+            _native_layer_norm: _layer_norm,
+            _native_sdpa: _scaled_dot_product_attention,
+        }
+        self._set_folds(folds)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        rule = self._rules.get(func)
+        if rule is None or torch.is_grad_enabled() or getattr(_in_rule, "active", False):
+            return func(*args, **kwargs)
+        _in_rule.active = True
+        try:
+            return rule(*args, **kwargs)
+        finally:
+            _in_rule.active = False
+
+    def _set_folds(self, pairs: Sequence[FoldPair]) -> None:
+        self._folds_by_weight.clear()
+        self._folds_by_mean.clear()
+        for p in pairs:
+            scale = torch.rsqrt(p.running_var + p.eps)
+            if p.gamma is not None:
+                scale = scale * p.gamma
+            shift = -p.running_mean * scale if p.beta is None else p.beta - p.running_mean * scale
+            folded = p.conv_weight * scale.reshape(-1, 1, 1, 1)
+            fold = _ActiveFold(p.conv_weight, p.running_mean, folded, scale, shift)
+            self._folds_by_weight[id(p.conv_weight)] = self._folds_by_mean[id(p.running_mean)] = fold
+
+    @contextlib.contextmanager
+    def folding(self, pairs: Sequence[FoldPair]) -> Iterator[None]:
+        """Compute each pair folded for the duration of the block (the instance's folds are cleared afterwards)."""
+        self._set_folds(pairs)
+        try:
+            yield
+        finally:
+            self._set_folds(())
+
+    def _conv2d(self, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        fold = self._folds_by_weight.get(id(weight))
+        if fold is not None and fold.weight is weight:
+            folded_bias = fold.shift if bias is None else torch.addcmul(fold.shift, bias, fold.scale)
+            fold.last_output = _Conv2d.apply(input, fold.folded_weight, folded_bias, stride, padding, dilation, groups)
+            return fold.last_output
+        return _Conv2d.apply(input, weight, bias, stride, padding, dilation, groups)
+
+    def _batch_norm(
+        self, input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+    ):
+        if training or running_mean is None or running_var is None:
+            return _native_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+        fold = self._folds_by_mean.get(id(running_mean))
+        if fold is not None and fold.running_mean is running_mean:
+            if input is not fold.last_output:
+                raise FoldMismatchError("a folded batch norm was called on something other than its conv's output")
+            return input
+        return _EvalBatchNorm.apply(input, running_mean, running_var, weight, bias, eps)
 
 
-def _linear(input, weight, bias=None):
-    if torch.is_grad_enabled():
-        return _native_linear(input, weight, bias)
-    return _Linear.apply(input, weight, bias)
-
-
-def _batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    if training or running_mean is None or running_var is None or torch.is_grad_enabled():
-        return _native_batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
-    fold = _folds_by_mean.get(id(running_mean))
-    if fold is not None and fold.running_mean is running_mean:
-        if input is not fold.last_output:
-            raise FoldMismatchError("a folded batch norm was called on something other than its convolution's output")
-        return input
-    return _EvalBatchNorm.apply(input, running_mean, running_var, weight, bias, eps)
-
-
-_CONV2D_SIGNATURE = inspect.signature(_conv2d)
-_BATCH_NORM_SIGNATURE = inspect.signature(_batch_norm)
-
-
-@contextlib.contextmanager
-def fast_jvp_rules() -> Iterator[None]:
-    """Swap in the cheaper rules for the duration of the block (they apply only where grad mode is off)."""
-    names = ("conv2d", "linear", "batch_norm", "gelu", "layer_norm", "scaled_dot_product_attention")
-    rules = (_conv2d, _linear, _batch_norm, _gelu, _layer_norm, _scaled_dot_product_attention)
-    saved = [getattr(F, name) for name in names]
-    for name, rule in zip(names, rules, strict=True):
-        setattr(F, name, rule)
-    try:
-        yield
-    finally:
-        for name, native in zip(names, saved, strict=True):
-            setattr(F, name, native)
+def fast_jvp_rules(folds: Sequence[FoldPair] = ()) -> FastJvpRules:
+    """A :class:`FastJvpRules` mode: ``with fast_jvp_rules():`` uses the cheaper rules in this thread for the block."""
+    return FastJvpRules(folds)

@@ -1,6 +1,6 @@
 """The Lie-derivative engine.
 
-For a network ``f`` and an image ``x`` the Lie derivative along generator ``g`` is (NOTES.md section 1)
+For a network ``f`` and an image ``x`` the Lie derivative along generator ``g`` is (docs/conventions.md section 1)
 
     L_g f(x) = d/dt [ T_out(-t) f(T_in(t) x) ] at t = 0 = J_f(x) v_g - (output action of g on f(x)),
 
@@ -33,13 +33,19 @@ Two independent implementations:
     model's data flow later differs, the engine notices and recomputes without folding.  Convolution, linear,
     batch and layer norm, GELU and attention use the cheaper forward-mode rules of :mod:`lieq._fast_jvp`.
 
-    On CPUs the first forward call also sets glibc's ``malloc`` to keep freed memory for reuse
-    (:mod:`lieq._memory`): without it every large tangent tensor costs page faults, which made the engine about
-    2x slower.
+    On CPUs the engine is about 2x faster when glibc's ``malloc`` keeps freed memory for reuse
+    (:func:`lieq.retain_freed_memory`, :mod:`lieq._memory`); that is a process-wide setting, so the library never
+    makes it: the command line, the runner and the benchmarks do, and a program using the Python API may.
 ``method="double_backward"``
     The original code's Jacobian-vector product: ``t`` is a scalar that requires grad, ``y = f(T(t) x)`` is built
     through the finite warp, and ``d y / d t`` is obtained with two reverse passes (the "double-backward trick").
     One generator at a time.  It is the test oracle and the benchmark baseline.
+
+PyTorch function overrides (the forward rules and batch-norm folds of :class:`lieq._fast_jvp.FastJvpRules`, a
+twice-differentiable ``hardsigmoid``, math-kernel attention) are :class:`~torch.overrides.TorchFunctionMode` s
+entered by :func:`lie_derivative` (:func:`call_overrides`) and :func:`autodiff_ready`: PyTorch keeps its mode stack
+per thread, so nothing outside the call, another thread running at the same time included, sees them, and
+``torch.nn.functional`` itself is never modified.
 """
 
 from __future__ import annotations
@@ -49,20 +55,75 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
-from ._fast_jvp import FoldMismatchError, FoldPair, fast_jvp_rules, find_batch_norm_folds, folded_batch_norms
-from ._memory import retain_freed_memory
+from . import memory_plan
+from ._fast_jvp import FastJvpRules, FoldMismatchError, FoldPair, find_batch_norm_folds
 from .image_model import Generator, algebra_element, feature_layout, lie_action, resolve_generators, transform
+from .precision import autocast_network, measurement_precision
 
-__all__ = ["autodiff_ready", "generator_basis", "lie_derivative", "resolve_output"]
+__all__ = ["autodiff_ready", "call_overrides", "generator_basis", "lie_derivative", "resolve_output"]
 
 OUTPUTS = ("invariant", "equivariant", "auto")
 METHODS = ("forward", "double_backward")
 
 #: Tangent images per forward-mode pass on CPUs (``tangent_batch="auto"``): the paper's 8 generators x 8 images in
-#: one pass, so the primal is computed once.  On GPUs all tangents go in one pass.
+#: one pass, so the primal is computed once.  On GPUs the chunk is sized from free memory (:mod:`lieq.memory_plan`).
 CPU_TANGENT_BATCH = 64
+
+
+_native_sdpa = F.scaled_dot_product_attention
+_native_hardsigmoid = F.hardsigmoid
+
+
+def _math_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    """``F.scaled_dot_product_attention`` by PyTorch's composite "math" kernel (the backend ``sdpa_kernel(MATH)``
+    selects, bit-identical to it), which has forward-mode AD and double backward."""
+    if attn_mask is not None and attn_mask.dtype == torch.bool:  # as the dispatcher converts it for the kernels
+        attn_mask = torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill_(attn_mask.logical_not(), float("-inf"))
+    out = torch.ops.aten._scaled_dot_product_attention_math(
+        query, key, value, attn_mask, dropout_p, is_causal, None, scale=scale, enable_gqa=enable_gqa
+    )
+    return out[0]
+
+
+class MathAttention(TorchFunctionMode):
+    """This thread's ``F.scaled_dot_product_attention`` calls use the composite math kernel inside the block.
+
+    ``torch.nn.attention.sdpa_kernel`` would do the same by switching PyTorch's backend flags, which are global to
+    the process (another thread's attention would change kernel, and its results their rounding)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is _native_sdpa:
+            return _math_attention(*args, **(kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def _composite_hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    return F.relu6(input + 3.0) / 6.0
+
+
+class TwiceDifferentiable(TorchFunctionMode):
+    """This thread's ``F.hardsigmoid`` calls are computed as ``relu6(x + 3) / 6`` inside the block (bit-identical).
+
+    ``hardsigmoid`` has no double backward in PyTorch (MobileNetV3, GhostNet, ... use it in squeeze-excite); the
+    composite has one, which the double-backward reference needs."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is _native_hardsigmoid:
+            return _composite_hardsigmoid(*args, **(kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def call_overrides(method: str) -> TorchFunctionMode:
+    """The PyTorch function overrides of one :func:`lie_derivative` call with ``method``, as a thread-local mode.
+
+    ``"forward"``: :class:`lieq._fast_jvp.FastJvpRules` (the cheaper forward-mode rules, used where grad mode is off;
+    the engine sets the batch-norm folds on the instance); ``"double_backward"``: :class:`TwiceDifferentiable`.
+    """
+    return FastJvpRules() if method == "forward" else TwiceDifferentiable()
 
 
 @contextlib.contextmanager
@@ -71,9 +132,10 @@ def autodiff_ready(module: nn.Module | None, keep_fused_attention: bool = False)
 
     * timm attention modules read ``self.fused_attn`` at call time; fused scaled-dot-product kernels have neither
       forward-mode AD nor double backward, so it is switched off (and restored afterwards), unless
-      ``keep_fused_attention`` (the forward engine, whose :func:`lieq._fast_jvp.fast_jvp_rules` give
+      ``keep_fused_attention`` (the forward engine, whose :class:`lieq._fast_jvp.FastJvpRules` give
       ``scaled_dot_product_attention`` a forward-mode rule);
-    * ``scaled_dot_product_attention`` called directly is restricted to the composite "math" backend;
+    * ``scaled_dot_product_attention`` called directly uses the composite "math" kernel (:class:`MathAttention`,
+      for this thread only);
     * in-place activations (``inplace=True``) are made out-of-place, so that vmapped tangents can flow through them.
     """
     saved: list[tuple[nn.Module, str, object]] = []
@@ -86,13 +148,7 @@ def autodiff_ready(module: nn.Module | None, keep_fused_attention: bool = False)
                 saved.append((m, "inplace", True))
                 m.inplace = False
     try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        sdpa: contextlib.AbstractContextManager = sdpa_kernel(SDPBackend.MATH)
-    except ImportError:  # pragma: no cover - older torch
-        sdpa = contextlib.nullcontext()
-    try:
-        with sdpa:
+        with MathAttention():
             yield
     finally:
         for m, name, value in saved:
@@ -100,7 +156,7 @@ def autodiff_ready(module: nn.Module | None, keep_fused_attention: bool = False)
 
 
 def resolve_output(output: str, shape: Sequence[int]) -> str:
-    """``"invariant"`` or ``"equivariant"``; ``"auto"`` decides from the output shape (NOTES.md section 2)."""
+    """``"invariant"`` or ``"equivariant"``; ``"auto"`` decides by the output shape (docs/conventions.md section 2)."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     if output == "auto":
@@ -137,26 +193,27 @@ def jvp_many(
     ``"auto"`` tries vmap and falls back to repeat when an operation has no batching rule.  ``tangent_batch`` caps
     the number of tangent images processed together (memory); tangents are split into chunks of
     ``max(1, tangent_batch // B)`` generators, each chunk repeating the primal pass.  ``None`` puts all in one pass;
-    ``"auto"`` is :data:`CPU_TANGENT_BATCH` on CPUs and ``None`` on GPUs.
+    ``"auto"`` is :data:`CPU_TANGENT_BATCH` on CPUs and, on GPUs, sized from the free memory and the measured
+    activation memory of one image (:func:`lieq.memory_plan.auto_tangent_batch`).  Out of memory, the chunk is
+    halved, then the image batch (:func:`lieq.memory_plan.run_in_chunks`).
     """
     if tangent_batch == "auto":
-        tangent_batch = None if x.device.type == "cuda" else CPU_TANGENT_BATCH
+        tangent_batch = memory_plan.auto_tangent_batch(f, x, len(tangents), CPU_TANGENT_BATCH)
     chunk = len(tangents) if tangent_batch is None else max(1, int(tangent_batch) // max(1, x.shape[0]))
-    outputs: list[Tensor] = []
-    y = None
-    for part in tangents.split(chunk):
-        if vectorize == "repeat":
-            y, jv = _jvp_repeated(f, x, part)
-        else:
-            try:
-                y, jv = _jvp_vmapped(f, x, part)
-            except (RuntimeError, NotImplementedError, ValueError):
-                if vectorize == "vmap":
-                    raise
-                vectorize = "repeat"
-                y, jv = _jvp_repeated(f, x, part)
-        outputs.append(jv)
-    return y, torch.cat(outputs)  # type: ignore[return-value]
+    mode = [vectorize]  # "auto" becomes "repeat" for the rest of the call once vmap failed
+
+    def one_pass(xs: Tensor, part: Tensor) -> tuple[Tensor, Tensor]:
+        if mode[0] == "repeat":
+            return _jvp_repeated(f, xs, part)
+        try:
+            return _jvp_vmapped(f, xs, part)
+        except (RuntimeError, NotImplementedError, ValueError) as exc:
+            if mode[0] == "vmap" or memory_plan.is_oom(exc):
+                raise
+            mode[0] = "repeat"
+            return _jvp_repeated(f, xs, part)
+
+    return memory_plan.run_in_chunks(one_pass, x, tangents, chunk)
 
 
 def generator_basis(gens: Sequence[Generator]) -> tuple[list[int], Tensor]:
@@ -214,18 +271,18 @@ def _forward(
     tangent_batch: int | str | None,
     basis: bool,
     fold_batch_norm: bool,
+    rules: FastJvpRules,
 ) -> Tensor:
-    if x.device.type == "cpu":
-        retain_freed_memory()  # large tangent batches: no page faults per operation (lieq._memory)
+    """The forward method, inside ``rules`` (entered by :func:`lie_derivative`), which hold the folds of the call."""
     if basis:
         chosen, coefficients = generator_basis(gens)
     else:
         chosen, coefficients = list(range(len(gens))), torch.eye(len(gens), dtype=torch.float64)
     tangents, x0 = lie_action(x, [gens[i] for i in chosen], image_model, return_primal=True)
     folds = _batch_norm_folds(f, x0) if fold_batch_norm else []
-    with torch.no_grad(), fast_jvp_rules():
+    with torch.no_grad():
         try:
-            with folded_batch_norms(folds):
+            with rules.folding(folds):
                 y, jv = jvp_many(f, x0, tangents, vectorize, tangent_batch)
         except FoldMismatchError:  # the data flow differs from the probe's: no folding for this model
             _fold_cache.get(f, {}).clear()  # type: ignore[call-overload]
@@ -238,28 +295,13 @@ def _forward(
     return jv
 
 
-@contextlib.contextmanager
-def _twice_differentiable_activations() -> Iterator[None]:
-    """``hardsigmoid`` has no double backward in PyTorch (MobileNetV3, GhostNet, ... use it in squeeze-excite); for
-    the double-backward reference it is computed as ``relu6(x + 3) / 6``, bit-identical, which has one."""
-    native = torch.nn.functional.hardsigmoid
-
-    def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
-        return torch.nn.functional.relu6(input + 3.0) / 6.0
-
-    torch.nn.functional.hardsigmoid = hardsigmoid
-    try:
-        yield
-    finally:
-        torch.nn.functional.hardsigmoid = native
-
-
 def _double_backward(
     f: Callable[[Tensor], Tensor], x: Tensor, gens: list[Generator], output: str, image_model: str
 ) -> Tensor:
+    """The double-backward method, inside :class:`TwiceDifferentiable` (entered by :func:`lie_derivative`)."""
     x = x.detach()
     results = []
-    with torch.enable_grad(), _twice_differentiable_activations():
+    with torch.enable_grad():
         for g in gens:
             t = torch.zeros(1, dtype=x.dtype, device=x.device, requires_grad=True)
             y = f(transform(x, g, t, image_model)[0])
@@ -300,7 +342,17 @@ def lie_derivative(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    with autodiff_ready(f if isinstance(f, nn.Module) else None, keep_fused_attention=method == "forward"):
+    model = f if isinstance(f, nn.Module) else None
+    f = autocast_network(f, x.device)  # f itself unless lieq.precision.use_precision("bf16")
+    # The call's PyTorch function overrides: entered here only, thread-local, gone when the call returns.
+    # Strict float32 (TF32 off) unless lieq.precision.use_precision chose otherwise; restored on return.
+    with (
+        measurement_precision(x.device),
+        autodiff_ready(model, keep_fused_attention=method == "forward"),
+        call_overrides(method) as overrides,
+    ):
         if method == "forward":
-            return _forward(f, x, gens, output, image_model, vectorize, tangent_batch, basis, fold_batch_norm)
+            return _forward(
+                f, x, gens, output, image_model, vectorize, tangent_batch, basis, fold_batch_norm, rules=overrides
+            )
         return _double_backward(f, x, gens, output, image_model)

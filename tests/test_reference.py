@@ -44,7 +44,7 @@ def test_reproduces_the_original_per_image_values(lite0_inputs, method, n_images
 
 
 def test_central_image_model_gives_much_smaller_translation_lee(lite0_inputs):
-    """NOTES.md section 8: the symmetric derivative is several times smaller than the paper's one-sided mix."""
+    """docs/conventions.md section 2: the symmetric derivative is much smaller than the paper's one-sided mix."""
     model, inputs = lite0_inputs
     paper = e2e_lee(model, inputs, generators=["translate_x"], image_model="bilinear")["mean_abs"].mean()
     central = e2e_lee(model, inputs, generators=["translate_x"], image_model="central")["mean_abs"].mean()
