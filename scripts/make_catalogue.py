@@ -1,4 +1,4 @@
-"""Generate ``data/models.csv``, the model catalogue, from timm's own metadata and the paper's model lists.
+"""Generate the model catalogue ``lieq/catalogue/models.csv`` (package data) from timm's metadata and the paper's lists.
 
 Sources (all read, none copied into the repository):
 
@@ -12,13 +12,13 @@ Sources (all read, none copied into the repository):
 * the installed timm: pretrained configurations (input size, crop, interpolation, mean/std, classes), the default tag
   of every architecture and parameter counts (models built on the ``meta`` device, so no memory is used).
 
-Choice of ``timm_tag`` for a 2022 name, in order: a manual override for the traps of NOTES.md section 7 (see
+Choice of ``timm_tag`` for a 2022 name, in order: a manual override for the traps of docs/conventions.md section 7 (see
 ``OVERRIDES``), the tag whose weights URL equals the 2022 one, the target of timm's deprecation map, the default tag
 of the architecture restricted to 1000-class heads.  ``tag_source`` says which rule applied and ``tag_verified``
 whether the weights are established to be the paper's.  Names with no architecture in the installed timm keep their
 row with ``status=removed``, an empty ``timm_tag`` and a ``status_reason``.
 
-Run again after a timm upgrade: ``python scripts/make_catalogue.py`` (rewrites ``data/models.csv``).
+Run again after a timm upgrade: ``make catalogue`` (rewrites ``lieq/catalogue/models.csv``).
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from lieq.paths import CATALOGUE, shared_data
+
+SHARED = shared_data().parent  # ../shared of the checkout: paper/ (the paper's model lists) and data/
 TIMM_RESULTS_URL = "https://raw.githubusercontent.com/huggingface/pytorch-image-models/main/results/{}"
 TABLES = ["results-imagenet.csv", "results-imagenetv2-matched-frequency.csv", "model_metadata-in1k.csv"]
 
-#: Traps of NOTES.md section 7 that the mapping table does not settle: 2022 name -> (timm tag, reason).
+#: Traps of docs/conventions.md section 7 that the mapping table does not settle: 2022 name -> (timm tag, reason).
 OVERRIDES: dict[str, tuple[str, str]] = {
     # 2022 "_in21k" mixers kept their ImageNet-21k head (21,843 classes); timm's deprecation map points at the
     # ImageNet-1k fine-tuned weights instead.
@@ -225,7 +226,7 @@ def choose_tag(name: str, status: str, url_tag: str) -> tuple[str, str, bool, st
 
     if name in OVERRIDES:
         tag, reason = OVERRIDES[name]
-        return tag, "manual (NOTES.md section 7)", True, "renamed", reason
+        return tag, "manual (docs/conventions.md section 7)", True, "renamed", reason
     if url_tag and not timm.is_model(tag_arch(url_tag)):
         reason = f"2022 weights are {url_tag}, but timm {timm.__version__} has no architecture {tag_arch(url_tag)!r}"
         return "", "", False, "removed", reason
@@ -394,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper", type=Path, default=SHARED / "paper", help="folder with the paper's model lists")
     parser.add_argument("--timm-results", type=Path, default=SHARED / "data" / "timm-results")
     parser.add_argument("--download", action="store_true", help="fetch timm's tables from GitHub when not local")
-    parser.add_argument("--out", type=Path, default=ROOT / "data" / "models.csv")
+    parser.add_argument("--out", type=Path, default=Path(str(CATALOGUE)))
     args = parser.parse_args(argv)
     table = build(args.paper, args.timm_results, args.download)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,14 @@ figure pipeline draws every figure the committed index lists from the committed 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-from lieq import pipeline
-from lieq.figure_index import FIGURES, FigureContext
+from lieq import pipeline, results
+from lieq.figures import FIGURES, FigureContext
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
@@ -27,11 +29,23 @@ def test_sources_in_sync_and_parameterised(name):
     assert all(not c.get("outputs") for c in paired.cells if c.cell_type == "code"), "outputs must be stripped"
     params = [c for c in source.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
-    for key in ("RUN", "RESULTS_ROOT") if name in pipeline.FIGURE_NOTEBOOKS else ("PRESET", "DEVICE", "RUN", "SMOKE"):
+    for key in ("RUN", "RESULTS_ROOT") if name in pipeline.FIGURE_NOTEBOOKS else ("PROFILE", "DEVICE", "RUN", "SMOKE"):
         assert f"{key} =" in params[0].source
     if name in pipeline.COMPUTE_NOTEBOOKS:
         text = "\n".join(c.source for c in source.cells)
         assert "colab.research.google.com" in text and '"google.colab" in sys.modules' in text
+
+
+def test_notebook_setup_scopes_the_store_to_its_settings(tmp_path, monkeypatch):
+    """The notebook preamble resolves the store into ``Settings.root`` and changes no environment variable."""
+    monkeypatch.delenv("LIEQ_RESULTS", raising=False)
+    before = dict(os.environ)
+    s = pipeline.notebook_setup("embedded", device="cpu", root=str(tmp_path / "store"), smoke=True)
+    assert dict(os.environ) == before
+    assert (s.profile, s.smoke, s.root) == ("smoke", True, str(tmp_path / "store"))
+    assert pipeline.settings("embedded", device="cpu").root == str(results.default_root())
+    with pytest.raises(ValueError, match="unknown run profile"):
+        pipeline.settings("layerwise-core")  # a model preset of lieq.zoo, not a run profile
 
 
 @pytest.mark.slow
@@ -72,3 +86,18 @@ def test_figures_pipeline_from_committed_cache(tmp_path):
     readme = (out / "README.md").read_text()
     assert all(f"`{s.name}`" in readme for s in FIGURES)
     assert seconds < 300
+
+
+def test_executed_notebooks_read_cleanly():
+    """The committed executed copies hold no warnings, empty progress bars or this machine's absolute paths."""
+    executed = sorted((NB / "executed").glob("*.ipynb"))
+    if not executed:
+        pytest.skip("no executed notebooks committed")
+    for path in executed:
+        text = path.read_text()
+        assert not re.search(r'"/(work|home|Users|tmp)/', text) and "/work/" not in text, f"{path.name}: machine path"
+        for cell in json.loads(text)["cells"]:
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                    err = "".join(o["text"])
+                    assert not any(n in err for n in pipeline._NOISE), f"{path.name}: stderr noise {err[:80]!r}"

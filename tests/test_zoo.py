@@ -1,4 +1,5 @@
-"""Model catalogue (data/models.csv) and presets: explicit tags that resolve, and the traps of NOTES.md section 7."""
+"""Model catalogue (lieq/catalogue/models.csv) and presets: explicit tags that resolve, and the traps of
+docs/conventions.md section 7."""
 
 from __future__ import annotations
 
