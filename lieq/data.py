@@ -8,6 +8,15 @@ A folder is either
   among the sorted sub-folder names (the standard ImageNet-1k index when the sub-folders are the 1000 wnids).
 
 ``N`` images are drawn with a seeded shuffle (``numpy.random.default_rng(seed).permutation``) of the sorted list.
+Labels of a folder are ImageNet-1k indices: a ``class_index`` outside ``0..999`` is rejected with its line number.
+An image that cannot be decoded (truncated or corrupt file) is an error naming the file; with ``skip_bad=True``
+(``--skip-bad-images``) it is skipped, the next image of the shuffled order takes its place, and the skipped files
+are listed in :attr:`ImageSet.skipped` (recorded in every result's provenance).
+
+Every :class:`ImageSet` has a :meth:`~ImageSet.fingerprint`: a hash of the images actually used (their ids, the
+SHA-256 of each file's bytes, or of the decoded pixels where there is no file, their labels) and of how they are
+preprocessed (label space, whole-image upsampling).  Sweeps key stored results by it, so a different folder of the
+same name is never mistaken for a finished result.
 
 Named sources (:func:`load_source`, the ``--data`` of ``lieq sweep``):
 
@@ -26,6 +35,9 @@ Named sources (:func:`load_source`, the ``--data`` of ``lieq sweep``):
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +50,7 @@ import pandas as pd
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DataError", "ImageSet", "SOURCES", "load_image_folder", "load_source", "preprocess"]
+__all__ = ["DataError", "ImageSet", "SOURCES", "check_labels", "load_image_folder", "load_source", "preprocess"]
 
 #: Named image sources of :func:`load_source`.
 SOURCES = ("imagenet-sample", "embedded", "cifar10", "cifar100")
@@ -56,6 +68,8 @@ EMBEDDED_PHOTOS = (
 )
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
+#: Classes of the ImageNet-1k label space (``class_index`` of a folder's images is in ``0 .. IMAGENET_CLASSES - 1``).
+IMAGENET_CLASSES = 1000
 
 
 class DataError(ValueError):
@@ -74,9 +88,51 @@ class ImageSet:
     label_space: str = "imagenet"
     #: Low-resolution images to be resized whole to the model's input size (no crop), e.g. CIFAR.
     upsample: bool = False
+    #: SHA-256 (hex) of each image's file bytes (or raw pixels); empty: computed from the decoded pixels.
+    digests: list[str] = field(default_factory=list, repr=False)
+    #: Where each label comes from (``labels.csv line 7``, ``class folder n01440764``), for error messages.
+    origins: list[str] = field(default_factory=list, repr=False)
+    #: Files skipped as undecodable (``skip_bad=True``), each ``id: reason``.
+    skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over the ids, content digests and labels of the images (in order) and the
+        preprocessing identity (label space, upsampling): equal exactly when the same images are used the same
+        way."""
+        digests = self.digests or [hashlib.sha256(im.tobytes()).hexdigest() for im in self.images]
+        record = {
+            "ids": list(self.ids),
+            "sha256": list(digests),
+            "labels": [int(v) for v in self.labels],
+            "label_space": self.label_space,
+            "upsample": bool(self.upsample),
+            "decode": "PIL.convert(RGB)",
+        }
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def provenance(self) -> dict[str, str]:
+        """Provenance columns: the fingerprint, and the skipped files when any were skipped."""
+        out = {"images_fingerprint": self.fingerprint()}
+        if self.skipped:
+            out["images_skipped"] = "; ".join(self.skipped)
+        return out
+
+
+def check_labels(images: ImageSet, num_classes: int) -> None:
+    """Raise :class:`DataError` (naming the label's origin, e.g. its line of labels.csv) when an ImageNet label of
+    ``images`` is not one of a model's ``num_classes`` outputs."""
+    if images.label_space != "imagenet" or not num_classes:
+        return
+    for k, label in enumerate(images.labels):
+        if not 0 <= int(label) < int(num_classes):
+            where = images.origins[k] if k < len(images.origins) else f"image {images.ids[k]}"
+            raise DataError(
+                f"{images.source}: {where}: class_index {label} is outside the model's {num_classes} classes"
+            )
 
 
 def _list_folder(root: Path) -> pd.DataFrame:
@@ -93,7 +149,17 @@ def _list_folder(root: Path) -> pd.DataFrame:
         bad = table.index[index.isna() | (index < 0) | (index != index.round())]
         if len(bad):
             raise DataError(f"{labels_csv}: bad class_index in {len(bad)} row(s), first at line {bad[0] + 2}")
-        table = table.assign(class_index=index.astype(int), file=table["file"].astype(str))
+        big = table.index[index >= IMAGENET_CLASSES]
+        if len(big):
+            raise DataError(
+                f"{labels_csv}: class_index {int(index[big[0]])} at line {big[0] + 2} is outside the "
+                f"{IMAGENET_CLASSES} ImageNet classes (0..{IMAGENET_CLASSES - 1}; {len(big)} such row(s))"
+            )
+        table = table.assign(
+            class_index=index.astype(int),
+            file=table["file"].astype(str),
+            origin=[f"labels.csv line {k + 2}" for k in range(len(table))],
+        )
         exists = table["file"].map(lambda f: (root / f).is_file())
         if not exists.all():
             first = table.file[~exists].iloc[0]
@@ -101,18 +167,35 @@ def _list_folder(root: Path) -> pd.DataFrame:
         return table.sort_values("file").reset_index(drop=True)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     rows = [
-        {"file": f"{c}/{f.name}", "class_index": i}
+        {"file": f"{c}/{f.name}", "class_index": i, "origin": f"class folder {c}"}
         for i, c in enumerate(classes)
         for f in sorted((root / c).iterdir())
         if f.suffix.lower() in IMAGE_SUFFIXES
     ]
-    return pd.DataFrame(rows, columns=["file", "class_index"])
+    return pd.DataFrame(rows, columns=["file", "class_index", "origin"])
 
 
-def load_image_folder(path: str | Path, n_images: int | None = None, seed: int = 0) -> ImageSet:
-    """Draw ``n_images`` (all if ``None``) images from a folder with a seeded shuffle and decode them as RGB."""
-    from PIL import Image
+def _decode(path: Path) -> tuple[object, str]:
+    """Read one image file: (RGB PIL image, SHA-256 of its bytes); raises :class:`DataError` naming the file."""
+    from PIL import Image, UnidentifiedImageError
 
+    try:
+        payload = path.read_bytes()
+        with Image.open(io.BytesIO(payload)) as im:
+            rgb = im.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise DataError(f"cannot decode image {path} ({reason})") from exc
+    return rgb, hashlib.sha256(payload).hexdigest()
+
+
+def load_image_folder(path: str | Path, n_images: int | None = None, seed: int = 0, skip_bad: bool = False) -> ImageSet:
+    """Draw ``n_images`` (all if ``None``) images from a folder with a seeded shuffle and decode them as RGB.
+
+    An undecodable file is a :class:`DataError` naming it; with ``skip_bad`` it is skipped (listed in
+    :attr:`ImageSet.skipped`) and the next file of the shuffled order is used instead (``n_images=None``: all
+    readable files).
+    """
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
@@ -124,14 +207,33 @@ def load_image_folder(path: str | Path, n_images: int | None = None, seed: int =
             raise DataError(f"n_images must be positive, got {n_images}")
         if n_images > len(table):
             raise DataError(f"asked for {n_images} images but {root} has only {len(table)}")
-    order = np.random.default_rng(seed).permutation(len(table))[: n_images or len(table)]
-    chosen = table.iloc[order]
-    images = []
-    for f in chosen["file"]:
-        with Image.open(root / f) as im:
-            images.append(im.convert("RGB"))
+    want = n_images or (len(table) if not skip_bad else None)
+    images, digests, rows, skipped = [], [], [], []
+    for k in np.random.default_rng(seed).permutation(len(table)):
+        if len(rows) == want:
+            break
+        row = table.iloc[int(k)]
+        try:
+            image, digest = _decode(root / row["file"])
+        except DataError as exc:
+            if not skip_bad:
+                raise DataError(f"{exc}; fix or remove the file, or pass --skip-bad-images to skip it") from exc
+            skipped.append(f"{row['file']}: {str(exc.__cause__ or exc).splitlines()[0][:200]}")
+            continue
+        images.append(image)
+        digests.append(digest)
+        rows.append(row)
+    if want is not None and len(rows) < want:
+        raise DataError(f"asked for {want} images but {root} has only {len(rows)} readable ({len(skipped)} skipped)")
+    chosen = pd.DataFrame(rows, columns=table.columns)
     return ImageSet(
-        ids=list(chosen["file"]), labels=[int(c) for c in chosen["class_index"]], images=images, source=str(root)
+        ids=list(chosen["file"]),
+        labels=[int(c) for c in chosen["class_index"]],
+        images=images,
+        source=str(root),
+        digests=digests,
+        origins=list(chosen["origin"]),
+        skipped=skipped,
     )
 
 
@@ -166,8 +268,10 @@ def preprocess(images: Sequence, model, upsample: bool = False, input_size: int 
 
 
 def cache_dir() -> Path:
-    """``$LIEQ_CACHE`` or ``~/.cache/lieq``."""
-    return Path(os.environ.get("LIEQ_CACHE", "~/.cache/lieq")).expanduser()
+    """``$LIEQ_CACHE`` or ``~/.cache/lieq`` (:func:`lieq.paths.cache_root`)."""
+    from .paths import cache_root
+
+    return cache_root()
 
 
 def _download_imagenet_sample(dest: Path, timeout: float = 30.0) -> None:
@@ -219,8 +323,6 @@ def imagenet_sample_path(download: bool = True) -> Path:
 
 def load_embedded(n_images: int | None = None, seed: int = 0) -> ImageSet:
     """The colour photographs bundled in scikit-image (8 images, no ImageNet labels; a smoke test only)."""
-    from PIL import Image
-
     try:
         import skimage.data
     except ImportError as exc:
@@ -230,12 +332,14 @@ def load_embedded(n_images: int | None = None, seed: int = 0) -> ImageSet:
     if not files:
         raise DataError(f"no bundled photographs found in {root}")
     order = _draw(len(files), n_images, seed, "embedded")
-    images, ids = [], []
+    images, ids, digests = [], [], []
     for k in order:
-        with Image.open(root / files[k]) as im:
-            images.append(im.convert("RGB"))
+        image, digest = _decode(root / files[k])
+        images.append(image)
+        digests.append(digest)
         ids.append(files[k])
-    return ImageSet(ids, [-1] * len(ids), images, f"embedded:scikit-image=={skimage.__version__}", "none")
+    source = f"embedded:scikit-image=={skimage.__version__}"
+    return ImageSet(ids, [-1] * len(ids), images, source, "none", digests=digests)
 
 
 def _draw(total: int, n_images: int | None, seed: int, where: str) -> np.ndarray:
@@ -247,10 +351,12 @@ def _draw(total: int, n_images: int | None, seed: int, where: str) -> np.ndarray
     return np.random.default_rng(seed).permutation(total)[: n_images or total]
 
 
-def load_cifar(name: str, path: str | Path | None = None, n_images: int | None = None, seed: int = 0) -> ImageSet:
+def load_cifar(
+    name: str, path: str | Path | None = None, n_images: int | None = None, seed: int = 0, skip_bad: bool = False
+) -> ImageSet:
     """CIFAR-10/100 test images (a class-folder copy at ``path``, or torchvision's download into the cache)."""
     if path is not None:
-        found = load_image_folder(path, n_images, seed)
+        found = load_image_folder(path, n_images, seed, skip_bad)
         found.label_space, found.upsample = name, True
         return found
     try:
@@ -266,17 +372,19 @@ def load_cifar(name: str, path: str | Path | None = None, n_images: int | None =
     images = [ds[int(k)][0].convert("RGB") for k in order]
     labels = [int(ds.targets[int(k)]) for k in order]
     ids = [f"{name}-test-{int(k):05d}" for k in order]
-    return ImageSet(ids, labels, images, f"{name}:torchvision", name, True)
+    digests = [hashlib.sha256(np.ascontiguousarray(ds.data[int(k)]).tobytes()).hexdigest() for k in order]
+    return ImageSet(ids, labels, images, f"{name}:torchvision", name, True, digests=digests)
 
 
-def load_source(spec: str | Path, n_images: int | None = None, seed: int = 0) -> ImageSet:
-    """Decode the images of a named source (:data:`SOURCES`), ``cifar10:PATH``/``cifar100:PATH``, or a folder."""
+def load_source(spec: str | Path, n_images: int | None = None, seed: int = 0, skip_bad: bool = False) -> ImageSet:
+    """Decode the images of a named source (:data:`SOURCES`), ``cifar10:PATH``/``cifar100:PATH``, or a folder
+    (``skip_bad``: skip undecodable files of a folder, see :func:`load_image_folder`)."""
     text = str(spec)
     kind, sep, rest = text.partition(":")
     if sep and kind in ("cifar10", "cifar100"):
-        return load_cifar(kind, rest, n_images, seed)
+        return load_cifar(kind, rest, n_images, seed, skip_bad)
     if text == "imagenet-sample":
-        return load_image_folder(imagenet_sample_path(), n_images, seed)
+        return load_image_folder(imagenet_sample_path(), n_images, seed, skip_bad)
     if text == "embedded":
         return load_embedded(n_images, seed)
     if text in ("cifar10", "cifar100"):
@@ -284,7 +392,7 @@ def load_source(spec: str | Path, n_images: int | None = None, seed: int = 0) ->
     root = Path(text).expanduser()
     low = root.name.lower()
     if low.startswith("cifar100") or low.startswith("cifar10"):
-        return load_cifar("cifar100" if low.startswith("cifar100") else "cifar10", root, n_images, seed)
+        return load_cifar("cifar100" if low.startswith("cifar100") else "cifar10", root, n_images, seed, skip_bad)
     if not root.exists():
         raise DataError(f"image folder not found: {root} (named sources: {', '.join(SOURCES)})")
-    return load_image_folder(root, n_images, seed)
+    return load_image_folder(root, n_images, seed, skip_bad)

@@ -166,3 +166,48 @@ def test_cifar_upsampled_whole_to_model_size():
         assert D.load_source(f"cifar10:{CIFAR}", 4, seed=0).ids == s.ids
         assert all(i.split("/")[0] in {"airplane", "automobile", "bird", "cat", "deer"} | {"dog", "frog"} | {
             "horse", "ship", "truck"} for i in s.ids)  # fmt: skip
+
+
+def test_fingerprint_identifies_the_images_used(tmp_path):
+    """Equal for the same files wherever they live; different when one image's bytes, a label, the selection or the
+    preprocessing (upsampling) differ; names alone never decide."""
+    _write_folder(tmp_path / "a" / "img")
+    _write_folder(tmp_path / "copy" / "img")
+    _write_folder(tmp_path / "b" / "img")
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(tmp_path / "b" / "img" / "im2.png")  # same name, new pixels
+    a, copy, b = (D.load_source(str(tmp_path / d / "img"), None) for d in ("a", "copy", "b"))
+    assert a.ids == b.ids and a.labels == b.labels
+    assert a.fingerprint() == copy.fingerprint() != b.fingerprint()
+    relabelled = D.ImageSet(a.ids, [*a.labels[:-1], 0], a.images, a.source, digests=a.digests)
+    assert relabelled.fingerprint() != a.fingerprint()
+    assert D.load_source(str(tmp_path / "a" / "img"), 3, seed=1).fingerprint() != a.fingerprint()
+    up = D.ImageSet(a.ids, a.labels, a.images, a.source, upsample=True, digests=a.digests)
+    assert up.fingerprint() != a.fingerprint()
+    # without file digests (an ImageSet built in memory) the decoded pixels are hashed
+    no_files = D.ImageSet(a.ids, a.labels, a.images, a.source)
+    assert no_files.fingerprint() == D.ImageSet(a.ids, a.labels, list(a.images), "elsewhere").fingerprint()
+
+
+def test_labels_outside_the_classes_name_their_row(tmp_path):
+    _write_folder(tmp_path)
+    (tmp_path / "labels.csv").write_text("file,class_index\nim0.png,1\nim1.png,2\nim2.png,1000\n")
+    with pytest.raises(D.DataError, match=r"class_index 1000 at line 4 is outside the 1000 ImageNet classes"):
+        D.load_source(str(tmp_path))
+    (tmp_path / "labels.csv").write_text("file,class_index\nim0.png,1\nim1.png,12\nim2.png,3\n")
+    s = D.load_source(str(tmp_path))
+    D.check_labels(s, 1000)
+    with pytest.raises(D.DataError, match=r"labels.csv line 3: class_index 12 is outside the model's 10 classes"):
+        D.check_labels(s, 10)
+
+
+def test_undecodable_image_named_or_skipped(tmp_path):
+    _write_folder(tmp_path, n=4)
+    (tmp_path / "im1.png").write_bytes((tmp_path / "im1.png").read_bytes()[:20])
+    with pytest.raises(D.DataError, match=r"im1\.png.*--skip-bad-images"):
+        D.load_source(str(tmp_path), None)
+    s = D.load_source(str(tmp_path), 3, seed=0, skip_bad=True)  # seeded order: im2, im0, im1, im3
+    assert s.ids == ["im2.png", "im0.png", "im3.png"] and [x.split(":")[0] for x in s.skipped] == ["im1.png"]
+    assert s.provenance()["images_skipped"].startswith("im1.png:")
+    assert sorted(D.load_source(str(tmp_path), None, skip_bad=True).ids) == ["im0.png", "im2.png", "im3.png"]
+    with pytest.raises(D.DataError, match="only 3 readable"):
+        D.load_source(str(tmp_path), 4, skip_bad=True)
