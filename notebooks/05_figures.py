@@ -16,11 +16,12 @@
 #
 # [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/OWNER/lieq/main?labpath=notebooks%2F05_figures.ipynb)
 #
-# Every figure of the compendium, drawn from the result store (`data/results/`) by the plotting functions of
-# `lieq.figures`: no torch, no GPU, no network (`make figures` runs this notebook in a light environment).  Each
-# cell draws one figure, saves `figures/<name>.pdf` and `.png`, and records the data behind it; a figure whose data
-# are not in the selected runs is skipped with the reason, never drawn from placeholder numbers.  The index is
-# `figures/README.md`.
+# Every figure of the compendium, drawn from the result store (`data/results/`) by the figure functions of the
+# package `lieq.figures`: no torch, no GPU, no network (`make figures` runs this notebook in a light environment).
+# Each cell draws one figure, saves `figures/<name>.pdf` and `.png`, and records the data behind it; a figure whose
+# data are not in the selected runs (or fewer than it declares) is skipped with the reason, never drawn from
+# placeholder numbers.  The gallery is `figures/README.md`.  This notebook is generated from the figure declarations
+# (`python -m lieq.figures notebook`): to add a figure, write one decorated function in `lieq/figures/`.
 
 # %% tags=["parameters"]
 RUN = "embedded"  # main run of trained models (embedded here; paper-core / paper from a GPU)
@@ -31,14 +32,14 @@ RESULTS_ROOT = None  # None: data/results (or $LIEQ_RESULTS)
 # %%
 import time
 
-from lieq.figure_index import FIGURES, FigureContext
+from lieq.figures import FIGURES, FigureContext
 
 t0 = time.perf_counter()
 ctx = FigureContext(run=RUN, random_run=RANDOM_RUN, root=RESULTS_ROOT, **({"out_dir": OUT_DIR} if OUT_DIR else {}))
 
 
 def show(name: str) -> None:
-    """Draw one figure of the index, display it, and print what it is based on (or why it is skipped)."""
+    """Draw one figure, display it, and print what it is based on (or why it is skipped)."""
     import matplotlib.pyplot as plt
 
     o = ctx.draw(name, close=False)
@@ -51,10 +52,11 @@ def show(name: str) -> None:
 
 # %% [markdown]
 # ## Primer
-# Fig. 1 (left): the Lie derivative of a trained classifier on a real photograph.  Transform the input along the
-# rotation orbit, apply the network, differentiate at t = 0.  With the paper's bilinear image model the orbit has a
-# kink at t = 0 and the autodiff derivative is a rounding-dependent mix of one-sided derivatives (NOTES.md
-# section 8); the smooth `central` image model gives a derivative the finite differences converge to.
+# Fig. 1 (left): the Lie derivative of a trained classifier on a real photograph. Transform the input along the
+# rotation orbit, apply the network, differentiate at t = 0. With the paper's bilinear image model the orbit has a
+# kink at t = 0 and the autodiff derivative is a rounding-dependent mix of one-sided derivatives
+# (docs/conventions.md section 2); the smooth `central` image model gives a derivative the finite differences
+# converge to. The generators: how each moves the image content (`saturate` scales the pixel values instead).
 
 # %%
 show("fig1_left_lie_derivative")
@@ -65,38 +67,24 @@ show("primer_lie_fields")
 # %%
 show("primer_finite_differences")
 
-# %% [markdown]
-# The generators: how each moves the image content (`saturate` scales the pixel values instead).
-
 # %%
 show("generator_flow_fields")
 
 # %% [markdown]
-# ## End-to-end LEE and accuracy
-# Fig. 1 (right): translation LEE vs top-1 on the same images.  The paper's claim, over ~480 models: more accurate
-# models are more equivariant (R^2 = 0.333).  With the shipped `embedded` run (three EfficientNet-Lite models) the
-# figure shows the measurement, not the trend: three points cannot support a regression.
+# ## End-to-end LEE and accuracy (Fig. 1 right)
+# Fig. 1 (right): translation LEE vs top-1. The paper's claim, over ~400 models: more accurate models are more
+# equivariant (R^2 = 0.333). The paper's own points (digitised from the authors' vector figure, data/reference/) are
+# the reference layer; our models are placed on it by their LEE and timm's published top-1.
 
 # %%
 show("fig1_right_lee_vs_accuracy")
 
-# %%
-show("lee_vs_accuracy_by_generator")
-
-# %%
-show("lee_vs_params")
-
-# %%
-show("lee_by_pretraining_data")
-
-# %%
-show("lee_by_training")
-
 # %% [markdown]
-# ## Layerwise attribution
-# Fig. 1 (centre) and Fig. 4: cumulative layer contributions in execution order, coloured by category.  The paper:
-# in CNNs non-linearities and downsampling dominate; in ViTs and Mixers the patch embedding is the largest single
-# term.  Similar per-layer shares across transformations point to a common cause (aliasing).
+# ## Layerwise attribution (Fig. 1 centre, Fig. 4)
+# Fig. 1 (centre) and Fig. 4: cumulative layer contributions in execution order, coloured by category, as shares of
+# the total beside the paper's ResNet-50 and ViT-Small bars. The paper: in CNNs non-linearities and downsampling
+# dominate; in ViTs and Mixers the patch embedding is the largest single term. Similar per-layer shares across
+# transformations point to a common cause (aliasing).
 
 # %%
 show("fig1_centre_cumulative_layerwise")
@@ -114,12 +102,21 @@ show("fig4c_layer_shares_by_generator")
 show("fig4d_layerwise_lee_vs_eqt")
 
 # %% [markdown]
-# ## Baselines, distribution shift, training data
-# The paper argues the LEE measures equivariance better than finite metrics; here both are compared on the same
-# images.  Out of distribution the paper reports an equivariance gap.
+# ## End-to-end LEE: generators, size, training data, distribution shift
+# LEE vs top-1 for every generator, against model size and training recipe, and out of distribution (the paper
+# reports an equivariance gap: larger LEE out of distribution).
 
 # %%
-show("lee_vs_baselines")
+show("lee_vs_accuracy_by_generator")
+
+# %%
+show("lee_vs_params")
+
+# %%
+show("lee_by_pretraining_data")
+
+# %%
+show("lee_by_training")
 
 # %%
 show("ood_vs_id")
@@ -128,9 +125,16 @@ show("ood_vs_id")
 show("imagenet_train_vs_val")
 
 # %% [markdown]
-# ## New: what training adds, and how much of the LEE is the image model
-# LEE at random initialisation (the architecture's prior) vs trained, and the sensitivity of the LEE to the choice
-# of continuous image model (NOTES.md section 8).
+# ## Baselines
+# The paper argues the LEE measures equivariance better than finite metrics; here both are compared on the same
+# images.
+
+# %%
+show("lee_vs_baselines")
+
+# %% [markdown]
+# ## New: what training adds
+# LEE at random initialisation (the architecture's prior) vs trained.
 
 # %%
 show("random_vs_trained")
@@ -138,18 +142,27 @@ show("random_vs_trained")
 # %%
 show("random_init_prior")
 
+# %% [markdown]
+# ## New: how much of the LEE is the image model
+# The sensitivity of the LEE, and of the layer shares, to the choice of continuous image model (docs/conventions.md
+# section 2).
+
 # %%
 show("image_model_sensitivity")
 
 # %%
 show("image_model_sensitivity_random_init")
 
+# %%
+show("layer_shares_by_image_model")
+
 # %% [markdown]
 # ## Aliasing: the paper's explanation, measured
 # Single layers on band-limited signals: a linear pointwise map has zero Lie derivative at every frequency, while
 # pointwise non-linearities and strided downsampling create errors that grow as the input approaches Nyquist, and
-# anti-aliased (blurred) downsampling creates less.  The mechanism: the non-linearity's output has power above
-# Nyquist, which folds back on the pixel grid.
+# anti-aliased (blurred) downsampling creates less. The mechanism: the non-linearity's output has power above
+# Nyquist, which folds back on the pixel grid. Whole networks: smoother inputs (low-passed) and anti-aliased
+# architectures (BlurPool).
 
 # %%
 show("aliasing_single_layers")
@@ -160,11 +173,6 @@ show("aliasing_single_layers_natural")
 # %%
 show("aliasing_spectra")
 
-# %% [markdown]
-# Whole networks: smoother inputs (low-passed) and anti-aliased architectures (BlurPool), and the layer-category
-# shares under each image model (do the paper's conclusions about which layers dominate survive a change of image
-# model?).
-
 # %%
 show("lee_vs_input_lowpass")
 
@@ -174,10 +182,8 @@ show("layer_shares_vs_input_lowpass")
 # %%
 show("blurpool_vs_plain")
 
-# %%
-show("layer_shares_by_image_model")
-
 # %% [markdown]
+# ## Depth: CIFAR-10 ResNets
 # A trained family of increasing depth that we can verify here: the CIFAR-10 ResNets, trained vs random.
 
 # %%
@@ -185,7 +191,7 @@ show("cifar_resnet_depth")
 
 # %% [markdown]
 # ## Index
-# `figures/README.md` lists every figure, the paper figure it corresponds to and the data behind it.
+# `figures/README.md` shows every figure with its caption, the paper figure it corresponds to and the data behind it.
 
 # %%
 missing = [s.name for s in FIGURES if s.name not in ctx.outcomes]

