@@ -66,7 +66,7 @@ from .adapters import OutputHead, Preprocessing, prepare_inputs, select_output
 from .engine import autodiff_ready, jvp_many, lie_derivative
 from .experiments import register
 from .image_model import Generator, feature_layout, lie_action, resolve_generators, token_grid
-from .layers import LayerSpec, is_identity_in_eval, out_of_place, select_layers
+from .layers import LayerSpec, is_identity_in_eval, norm_part, out_of_place, select_layers
 
 __all__ = ["feature_action", "layerwise", "layerwise_experiment"]
 
@@ -333,13 +333,8 @@ def _install_split(spec: LayerSpec, state: _State) -> list:
             if h is not None:
                 state.pending.setdefault(id(mod), []).append(h)
 
-    def norm_part(u: Tensor) -> Tensor:
-        saved = module.act
-        module.act = nn.Identity()
-        try:
-            return module(u)
-        finally:
-            module.act = saved
+    def norm_only(u: Tensor) -> Tensor:
+        return norm_part(module, u)
 
     def act_pre(mod, args):
         if state.busy or state.mode == "off":
@@ -349,7 +344,7 @@ def _install_split(spec: LayerSpec, state: _State) -> list:
         if not stack or a is None:
             return None
         h = stack.pop()
-        new = state.inject(spec, a, lambda: state.layer_lie(norm_part, h, a, spec))
+        new = state.inject(spec, a, lambda: state.layer_lie(norm_only, h, a, spec))
         return None if new is None else (new, *args[1:])
 
     return [module.register_forward_pre_hook(pre), act.register_forward_pre_hook(act_pre)]

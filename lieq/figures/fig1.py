@@ -26,14 +26,7 @@ from ._common import (
     weights_kind,
 )
 from .registry import FigureContext, MissingData, Needs, figure, note, section
-from .style import (
-    FAMILY_COLORS,
-    FAMILY_ORDER,
-    TWO_COL,
-    label,
-    lee_label,
-    model_label,
-)
+from .style import FAMILY_COLORS, FAMILY_ORDER, TWO_COL, label, lee_label, model_label
 
 section(
     "fig1",
@@ -180,15 +173,15 @@ def _e2e_main(ctx: FigureContext, generator: str = "translate_x") -> pd.DataFram
 @figure(
     "fig1_right_lee_vs_accuracy",
     "Fig. 1 (right)",
-    (
-        "Translation LEE vs ImageNet top-1: the paper's 401 models (digitised from the authors' vector "
-        "figure, coloured by family, with their least-squares line and R^2 recomputed from the points) and "
-        "our models on top, each placed by its measured LEE and timm's published top-1 (our images do not "
-        "give the paper's accuracy axis). The paper's trend: more accurate models are more equivariant."
+    needs=Needs(
+        "main", "e2e", text="e2e results of the main run (trained weights) + the paper's points (data/reference)"
     ),
-    Needs("main", "e2e", text="e2e results of the main run (trained weights) + the paper's points (data/reference)"),
 )
 def _fig1_right(ctx: FigureContext):
+    """Translation LEE vs ImageNet top-1: the paper's 401 models (digitised from the authors' vector figure, coloured by
+    family, with their least-squares line and R^2 recomputed from the points) and our models on top, each placed by
+    its measured LEE and timm's published top-1 (our images do not give the paper's accuracy axis). The paper's
+    trend: more accurate models are more equivariant."""
     df = ctx.e2e(generator="translate_x")
     if (df["weights"].map(weights_kind) == "random").all():
         raise MissingData(f"run '{ctx.run}' has random weights only; accuracy trends need trained models")

@@ -27,15 +27,7 @@ from ._common import (
     weights_kind,
 )
 from .registry import FigureContext, MissingData, Needs, figure, newest_config, note, section
-from .style import (
-    CATEGORY_COLORS,
-    IMAGE_MODEL_COLORS,
-    MODEL_MARKERS,
-    WEIGHTS_COLOR,
-    label,
-    lee_label,
-    model_label,
-)
+from .style import CATEGORY_COLORS, IMAGE_MODEL_COLORS, MODEL_MARKERS, WEIGHTS_COLOR, label, lee_label, model_label
 
 section(
     "image_models",
@@ -186,42 +178,39 @@ def _image_models_for(random: bool):
     return load
 
 
-@figure(
-    "image_model_sensitivity",
-    "new",
+for _name, _paper, _caption, _needs, _arg in (
     (
-        "Translation LEE of each trained model under each continuous image model, and how the models' ranking"
-        " changes (rank correlation only with at least 5 models, else paired per-image ratios). The image "
-        "model is a modelling choice the LEE depends on."
+        "image_model_sensitivity",
+        "new",
+        (
+            "Translation LEE of each trained model under each continuous image model, and how the models' ranking"
+            " changes (rank correlation only with at least 5 models, else paired per-image ratios). The image "
+            "model is a modelling choice the LEE depends on."
+        ),
+        Needs(text="e2e results under >= 2 image models (trained weights)"),
+        False,
     ),
-    Needs(text="e2e results under >= 2 image models (trained weights)"),
-)
-def _image_model_sensitivity(ctx: FigureContext):
-    return _image_models_for(random=False)(ctx)
-
-
-@figure(
-    "image_model_sensitivity_random_init",
-    "new",
     (
-        "The same audit for randomly initialised models (the architecture alone). Differences here come from "
-        "the architecture, not from training."
+        "image_model_sensitivity_random_init",
+        "new",
+        (
+            "The same audit for randomly initialised models (the architecture alone). Differences here come from "
+            "the architecture, not from training."
+        ),
+        Needs(text="e2e results under >= 2 image models (random weights)"),
+        True,
     ),
-    Needs(text="e2e results under >= 2 image models (random weights)"),
-)
-def _image_model_sensitivity_random_init(ctx: FigureContext):
-    return _image_models_for(random=True)(ctx)
+):
+    figure(_name, _paper, _caption, _needs)(_image_models_for(_arg))
 
 
 @figure(
     "layer_shares_by_image_model",
     "new (image model audit)",
-    (
-        "Share of each layer category in the layerwise error under each continuous image model. Whether the "
-        "paper's conclusion about which layers dominate survives a change of image model."
-    ),
-    Needs("image_model", "layerwise-image-model-audit", text="run `image-model` / layerwise-image-model-audit"),
+    needs=Needs("image_model", "layerwise-image-model-audit", text="run `image-model` / layerwise-image-model-audit"),
 )
 def _layer_image_models(ctx: FigureContext):
+    """Share of each layer category in the layerwise error under each continuous image model. Whether the paper's
+    conclusion about which layers dominate survives a change of image model."""
     t = _alias(ctx, "layerwise-image-model-audit", ctx.image_model_run)
     return category_shares(t, by="image_model"), note(t) + f"; image models: {', '.join(t['image_model'].unique())}"

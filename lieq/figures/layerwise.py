@@ -14,24 +14,9 @@ from matplotlib.figure import Figure
 
 from ..conventions import CATEGORIES
 from ..tables import spearman, stat_column
-from ._common import (
-    FLOOR_REL,
-    MIN_RANK_N,
-    _family_of,
-    _layerwise,
-    _require,
-    _select_generator,
-    _short,
-    _subtitle,
-)
+from ._common import FLOOR_REL, MIN_RANK_N, _family_of, _layerwise, _require, _select_generator, _short, _subtitle
 from .registry import FigureContext, MissingData, Needs, figure, note, section
-from .style import (
-    CATEGORY_COLORS,
-    ONE_COL,
-    TWO_COL,
-    label,
-    model_label,
-)
+from .style import CATEGORY_COLORS, ONE_COL, TWO_COL, label, model_label
 
 section(
     "layerwise",
@@ -296,14 +281,12 @@ def _fig4_cumulative(families: tuple[str, ...]):
 @figure(
     "fig1_centre_cumulative_layerwise",
     "Fig. 1 (centre)",
-    (
-        "Cumulative layerwise translation error, as a share of each model's total, by layer category in "
-        "execution order: the paper's ResNet-50 and ViT-Small bars (digitised) beside ours. Every segment is "
-        "drawn; the x axis stops at the last layer."
-    ),
-    Needs("main", "layerwise", text="layerwise results of the main run"),
+    needs=Needs("main", "layerwise", text="layerwise results of the main run"),
 )
 def _fig1_centre(ctx: FigureContext):
+    """Cumulative layerwise translation error, as a share of each model's total, by layer category in execution order:
+    the paper's ResNet-50 and ViT-Small bars (digitised) beside ours. Every segment is drawn; the x axis stops at the
+    last layer."""
     layers = _layerwise(ctx)
     lw = layers[layers["generator"] == "translate_x"] if "generator" in layers else layers
     names = list(dict.fromkeys(lw["model"]))
@@ -322,44 +305,40 @@ def _fig1_centre(ctx: FigureContext):
     return fig, note(lw[lw["model"].isin(chosen)]) + (_PAPER_NOTE if paper is not None else "")
 
 
-@figure(
-    "fig4a_cumulative_cnn",
-    "Fig. 4 (left)",
+for _name, _paper, _caption, _needs, _arg in (
     (
-        "Cumulative layer contributions of CNNs, as shares of each model's total, by layer category in "
-        "execution order, beside the paper's ResNet-50. In CNNs the paper finds non-linearities and "
-        "downsampling dominate."
+        "fig4a_cumulative_cnn",
+        "Fig. 4 (left)",
+        (
+            "Cumulative layer contributions of CNNs, as shares of each model's total, by layer category in "
+            "execution order, beside the paper's ResNet-50. In CNNs the paper finds non-linearities and "
+            "downsampling dominate."
+        ),
+        Needs("main", "layerwise", text="layerwise results of CNNs in the main run"),
+        ("CNN",),
     ),
-    Needs("main", "layerwise", text="layerwise results of CNNs in the main run"),
-)
-def _fig4a_cumulative_cnn(ctx: FigureContext):
-    return _fig4_cumulative(("CNN",))(ctx)
-
-
-@figure(
-    "fig4b_cumulative_vit_mixer",
-    "Fig. 4 (second)",
     (
-        "Cumulative layer contributions of ViTs and Mixers, as shares of each model's total, beside the "
-        "paper's ViT-Small. In ViTs and Mixers the paper finds the patch embedding the largest single term."
+        "fig4b_cumulative_vit_mixer",
+        "Fig. 4 (second)",
+        (
+            "Cumulative layer contributions of ViTs and Mixers, as shares of each model's total, beside the "
+            "paper's ViT-Small. In ViTs and Mixers the paper finds the patch embedding the largest single term."
+        ),
+        Needs("main", "layerwise", text="layerwise results of ViT / Mixer models in the main run"),
+        ("ViT", "Mixer"),
     ),
-    Needs("main", "layerwise", text="layerwise results of ViT / Mixer models in the main run"),
-)
-def _fig4b_cumulative_vit_mixer(ctx: FigureContext):
-    return _fig4_cumulative(("ViT", "Mixer"))(ctx)
+):
+    figure(_name, _paper, _caption, _needs)(_fig4_cumulative(_arg))
 
 
 @figure(
     "fig4c_layer_shares_by_generator",
     "Fig. 4 (third)",
-    (
-        "Share of each layer category in the layerwise error, per generator (heatmap, percent of the total). "
-        "Similar rows across generators point to one common cause of the error (aliasing), as the paper "
-        "argues."
-    ),
-    Needs(text="layerwise results for >= 2 generators (run `<run>` or `<run>-generators`)"),
+    needs=Needs(text="layerwise results for >= 2 generators (run `<run>` or `<run>-generators`)"),
 )
 def _fig4c(ctx: FigureContext):
+    """Share of each layer category in the layerwise error, per generator (heatmap, percent of the total). Similar rows
+    across generators point to one common cause of the error (aliasing), as the paper argues."""
     for run in (ctx.run, f"{ctx.run}-generators"):  # the main run, or a smaller run over all layerwise generators
         try:
             layers = _layerwise(ctx, run)
@@ -383,14 +362,11 @@ def _fig4c(ctx: FigureContext):
 @figure(
     "fig4d_layerwise_lee_vs_eqt",
     "Fig. 4 (right)",
-    (
-        "Per layer, the layerwise LEE against the layerwise EQ-T / EQ-T_frac (normalised MSE). Values below "
-        "the numerical floor are drawn as marks at the axis edge, counted in the caption and left out of the "
-        "rank correlation."
-    ),
-    Needs("main", "layerwise-baselines", text="layerwise and layerwise-baselines results of the main run"),
+    needs=Needs("main", "layerwise-baselines", text="layerwise and layerwise-baselines results of the main run"),
 )
 def _fig4d(ctx: FigureContext):
+    """Per layer, the layerwise LEE against the layerwise EQ-T / EQ-T_frac (normalised MSE). Values below the numerical
+    floor are drawn as marks at the axis edge, counted in the caption and left out of the rank correlation."""
     layers = _layerwise(ctx)
     base = ctx.table(ctx.run, "layerwise-baselines")
     common = [m for m in dict.fromkeys(layers["model"]) if m in set(base["model"])]

@@ -14,10 +14,7 @@ from matplotlib.figure import Figure
 
 from .. import conventions
 from .registry import FigureContext, Needs, figure, section
-from .style import (
-    IMAGE_MODEL_COLORS,
-    label,
-)
+from .style import IMAGE_MODEL_COLORS, label
 
 section(
     "primer",
@@ -226,60 +223,35 @@ def _primer_note(p: dict, run: str) -> str:
     )
 
 
-@figure(
-    "fig1_left_lie_derivative",
-    "Fig. 1 (left)",
-    (
-        "The Lie derivative of a trained classifier on a real photograph: rotated inputs, the input's Lie-"
-        "derivative field and the class probability p_c(T(t)x) along the rotation orbit with its tangent of "
-        "slope L p_c. With the paper's bilinear image model the orbit has a kink at t = 0, so the autodiff "
-        "'tangent' is one-sided and need not look tangent there; the smooth bicubic image model gives a true "
-        "tangent."
-    ),
-    Needs("primer", text="primer cache (notebooks/00_primer)"),
-)
+@figure("fig1_left_lie_derivative", "Fig. 1 (left)", needs=Needs("primer", text="primer cache (notebooks/00_primer)"))
 def _fig1_left(ctx: FigureContext):
+    """The Lie derivative of a trained classifier on a real photograph: rotated inputs, the input's Lie-derivative field
+    and the class probability p_c(T(t)x) along the rotation orbit with its tangent of slope L p_c. With the paper's
+    bilinear image model the orbit has a kink at t = 0, so the autodiff 'tangent' is one-sided and need not look
+    tangent there; the smooth bicubic image model gives a true tangent."""
     p = ctx.primer()
     return lie_derivative_diagram(p), _primer_note(p, ctx.run)
 
 
-@figure(
-    "primer_lie_fields",
-    "new (primer)",
-    (
-        "The Lie-derivative field d/dt T(t)x of every generator on the photograph (signed, per pixel). Each "
-        "generator moves the image content differently; saturation acts on the values, not the positions."
-    ),
-    Needs("primer", text="primer cache"),
-)
+@figure("primer_lie_fields", "new (primer)", needs=Needs("primer", text="primer cache"))
 def _primer_fields(ctx: FigureContext):
+    """The Lie-derivative field d/dt T(t)x of every generator on the photograph (signed, per pixel). Each generator
+    moves the image content differently; saturation acts on the values, not the positions."""
     p = ctx.primer()
     return lie_fields(p), _primer_note(p, ctx.run)
 
 
-@figure(
-    "primer_finite_differences",
-    "new (primer)",
-    (
-        "The autodiff Lie derivative L p_c against central and forward finite differences as the step "
-        "shrinks, per image model. Under the bilinear image model the finite differences do not converge to "
-        "the autodiff value (the kink at t = 0); under the smooth image models they do."
-    ),
-    Needs("primer", text="primer cache"),
-)
+@figure("primer_finite_differences", "new (primer)", needs=Needs("primer", text="primer cache"))
 def _primer_fd(ctx: FigureContext):
+    """The autodiff Lie derivative L p_c against central and forward finite differences as the step shrinks, per image
+    model. Under the bilinear image model the finite differences do not converge to the autodiff value (the kink at t
+    = 0); under the smooth image models they do."""
     p = ctx.primer()
     return primer_finite_differences(p), _primer_note(p, ctx.run)
 
 
-@figure(
-    "generator_flow_fields",
-    "new (illustration)",
-    (
-        "The flow field of every spatial generator on the unit square (how each moves a sample point). "
-        "Saturation is pointwise and has no flow."
-    ),
-    Needs("none"),
-)
+@figure("generator_flow_fields", "new (illustration)", needs=Needs("none"))
 def _flow(ctx: FigureContext):
+    """The flow field of every spatial generator on the unit square (how each moves a sample point). Saturation is
+    pointwise and has no flow."""
     return generator_flow_fields(), "no data (the generators' definitions, docs/conventions.md section 3)"

@@ -157,17 +157,10 @@ def random_init_prior(
     return fig
 
 
-@figure(
-    "random_vs_trained",
-    "new",
-    (
-        "Per architecture, the translation LEE at random initialisation (open markers) and with trained "
-        "weights (filled), log axis. What training adds to (or removes from) the architecture's own "
-        "equivariance."
-    ),
-    Needs(text="e2e results of the main run and of the random-init run"),
-)
+@figure("random_vs_trained", "new", needs=Needs(text="e2e results of the main run and of the random-init run"))
 def _random_vs_trained(ctx: FigureContext):
+    """Per architecture, the translation LEE at random initialisation (open markers) and with trained weights (filled),
+    log axis. What training adds to (or removes from) the architecture's own equivariance."""
     try:  # the image-model study's e2e sweeps, trained and random init: same images, several random seeds
         both = ctx.table(ctx.image_model_run, "e2e")
         kinds = both["weights"].map(weights_kind)
@@ -191,17 +184,10 @@ def _random_vs_trained(ctx: FigureContext):
     return random_vs_trained(trained, rnd), data
 
 
-@figure(
-    "random_init_prior",
-    "new",
-    (
-        "The translation LEE of every architecture at random initialisation, by family (log axis). Values "
-        "below the numerical floor (exact zeros of zero-initialised heads) are counted in the caption, not "
-        "hidden."
-    ),
-    Needs("random", "e2e", text="e2e results of the random-init run + catalogue"),
-)
+@figure("random_init_prior", "new", needs=Needs("random", "e2e", text="e2e results of the random-init run + catalogue"))
 def _prior(ctx: FigureContext):
+    """The translation LEE of every architecture at random initialisation, by family (log axis). Values below the
+    numerical floor (exact zeros of zero-initialised heads) are counted in the caption, not hidden."""
     rnd = ctx.e2e(run=ctx.random_run, generator="translate_x")
     models = ctx.models()
     return random_init_prior(rnd, models), note(rnd[rnd["generator"] == "translate_x"])

@@ -106,13 +106,19 @@ def section(key: str, title: str, text: str) -> None:
     _current_section[0] = key
 
 
-def figure(name: str, paper: str, caption: str, needs: Needs | None = None):
-    """Register the decorated function ``f(ctx) -> (Figure, data note)`` as figure ``name``."""
+def figure(name: str, paper: str, caption: str | None = None, needs: Needs | None = None):
+    """Register the decorated function ``f(ctx) -> (Figure, data note)`` as figure ``name``.
+
+    The caption is ``caption`` or, without one, the function's docstring with its white space folded to single
+    spaces (the form the figure modules use)."""
 
     def deco(fn: Callable[[FigureContext], tuple[Any, str]]):
         if any(s.name == name for s in FIGURES):
             raise ValueError(f"figure {name!r} registered twice")
-        FIGURES.append(FigureSpec(name, paper, caption, needs or Needs(), fn, _current_section[0]))
+        text = caption if caption is not None else " ".join((fn.__doc__ or "").split())
+        if not text:
+            raise ValueError(f"figure {name!r}: no caption (pass one, or give the function a docstring)")
+        FIGURES.append(FigureSpec(name, paper, text, needs or Needs(), fn, _current_section[0]))
         return fn
 
     return deco

@@ -115,17 +115,13 @@ def lee_vs_depth(
 
 
 @figure(
-    "cifar_resnet_depth",
-    "new (training)",
-    (
-        "CIFAR-10 ResNet-20/32/44/56: LEE vs depth, trained vs random initialisation with BatchNorm "
-        "statistics recalibrated on held-out test images; means solid, medians dotted. The trained networks' "
-        "per-image LEE is heavy-tailed: its median lies one to two decades below the random initialisation's, "
-        "while its mean, set by a few images, is as large or larger."
-    ),
-    Needs("cifar", "cifar-lee", text="run `cifar-resnet` / cifar-lee"),
+    "cifar_resnet_depth", "new (training)", needs=Needs("cifar", "cifar-lee", text="run `cifar-resnet` / cifar-lee")
 )
 def _cifar(ctx: FigureContext):
+    """CIFAR-10 ResNet-20/32/44/56: LEE vs depth, trained vs random initialisation with BatchNorm statistics
+    recalibrated on held-out test images; means solid, medians dotted. The trained networks' per-image LEE is
+    heavy-tailed: its median lies one to two decades below the random initialisation's, while its mean, set by a few
+    images, is as large or larger."""
     t = _alias(ctx, "cifar-lee", ctx.cifar_run)
     kinds = set(t["weights"].map(_depth_kind))
     if {"trained", "random+bnrecal"} <= kinds:  # the default-statistics random init is degenerate at depth >= 32
