@@ -18,7 +18,7 @@ def _name(requirement: str) -> str:
 def test_environment_yml_covers_the_pyproject_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     needed = {_name(r) for r in project["dependencies"]}
-    for extra in ("compute", "weights", "notebooks", "lab", "slurm"):
+    for extra in ("compute", "weights", "notebooks", "lab", "slurm", "any"):
         needed |= {_name(r) for r in project["optional-dependencies"][extra]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     listed = set()
