@@ -8,7 +8,7 @@ recipe, so that family, size and augmentation vary independently:
   CIFAR stem), ``vit`` (:class:`timm.models.vision_transformer.VisionTransformer`, patch 4, class token),
   ``mixer`` (:class:`timm.models.mlp_mixer.MlpMixer`, patch 4) and ``convnext`` (:class:`timm.models.convnext.
   ConvNeXt`, the patchify CNN: a 2 x 2 stride-2 patch stem, 7 x 7 depthwise convolutions); sizes ``s`` and ``m``
-  (about 0.3-0.5 M and 1.0-1.3 M parameters);
+  (about 0.3-0.5 M and 0.7-1.3 M parameters);
 * augmentation: ``noaug`` (none) or ``aug`` (translations: random crop of the image zero-padded by 4 px, i.e. an
   integer shift of -4..4 px in each axis, and a horizontal flip with probability 1/2);
 * the recipe of a *setting* (:data:`SETTINGS`; ``cpu``: the budget of a 2-core CPU, ``gpu``: a longer one):
@@ -133,10 +133,10 @@ SETTINGS: dict[str, Setting] = {
 }
 
 #: (family, size) -> constructor arguments of the timm class (see :func:`build_model`).  Parameters: resnet-s 0.31 M,
-#: resnet-m 1.23 M, vit-s 0.46 M, vit-m 1.21 M, mixer-s 0.33 M, mixer-m 1.31 M, convnext-s 0.52 M, convnext-m 1.04 M.
+#: resnet-m 0.69 M, vit-s 0.46 M, vit-m 1.21 M, mixer-s 0.33 M, mixer-m 1.31 M, convnext-s 0.52 M, convnext-m 1.04 M.
 ARCHS: dict[tuple[str, str], dict[str, Any]] = {
     ("resnet", "s"): {"layers": (1, 1, 1, 1), "channels": (16, 32, 64, 128)},
-    ("resnet", "m"): {"layers": (1, 1, 1, 1), "channels": (32, 64, 128, 256)},
+    ("resnet", "m"): {"layers": (1, 1, 1, 1), "channels": (24, 48, 96, 192)},
     ("vit", "s"): {"patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3},
     ("vit", "m"): {"patch_size": 4, "embed_dim": 128, "depth": 6, "num_heads": 4},
     ("mixer", "s"): {"patch_size": 4, "embed_dim": 96, "num_blocks": 4},
