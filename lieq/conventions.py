@@ -298,6 +298,7 @@ EXPERIMENTS: dict[str, str] = {
     "layerwise-image-model-audit": "lieq.aliasing",
     "cifar-lee": "lieq.cifar",
     "cifar-accuracy": "lieq.cifar",
+    "prior": "lieq.prior",
 }
 #: Runs of the aliasing / image-model / training studies (notebooks/04_aliasing).
 ALIASING_RUN, IMAGE_MODEL_RUN, CIFAR_RUN = "aliasing", "image-model", "cifar-resnet"
@@ -306,7 +307,7 @@ STORE: dict[str, tuple[str, ...]] = {
     "embedded": ("e2e", "layerwise", "baselines", "layerwise-baselines"),
     "embedded-ood": ("e2e",),
     "embedded-generators": ("layerwise",),
-    "random-init": ("e2e",),
+    "random-init": ("e2e", "prior"),
     ALIASING_RUN: (
         "single-layers",
         "spectra",

@@ -510,7 +510,10 @@ def run_sweep(
         images = load_sweep_data(data, n_images, image_seed)
     prov0 = base_provenance(device, precision) if todo else {}
     bar = todo
-    if progress:
+    if progress and not todo and tags:  # cached work: one line instead of an empty progress bar
+        print(f"{experiment} / run {run}: already computed for {len(summary.skipped)} of {len(tags)} model(s)"
+              + (f", {len(summary.failed)} failed earlier" if summary.failed else ""), flush=True)  # fmt: skip
+    elif progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(todo, desc=f"{experiment} models", unit="model", dynamic_ncols=True)

@@ -68,8 +68,9 @@ if S.ood_data:
     check_sweep(run_sweep("e2e", S.models, weights=S.weights, data=S.ood_data, n_images=S.ood_images,
                           run=f"{S.run}-ood", device=S.device, input_size=S.input_size, root=S.root))  # fmt: skip
 if S.random_models:
-    check_sweep(run_sweep("e2e", S.random_models, weights="random", data=S.data, n_images=1, run="random-init",
-                          device=S.device, root=S.root))  # fmt: skip
+    for experiment in ("e2e", "prior"):  # softmax LEE, and the scale-free prior of the pre-logit features
+        check_sweep(run_sweep(experiment, S.random_models, weights="random", data=S.data, n_images=1,
+                              run="random-init", device=S.device, root=S.root))  # fmt: skip
 
 # %% [markdown]
 # Per model and generator: the mean LEE over images, its standard error, and top-1 on the same images.

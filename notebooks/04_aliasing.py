@@ -108,17 +108,17 @@ if S.smoke:
     print(sweep("input-smoothness", "aliasing", **TINY, config={**one, "fracs": "1.5,0.5"}))
     print(sweep("image-model-audit", "image-model", **TINY, config={**one, "image_models": "bilinear,central"}))
 else:
-    print(sweep("input-smoothness", "aliasing", EMBEDDED, weights="pip", n_images=4))
-    print(sweep("layerwise-smoothness", "aliasing", EMBEDDED, weights="pip", n_images=8, config={"probes": 20}))
+    print(sweep("input-smoothness", "aliasing", EMBEDDED, weights="pip", n_images=20))
     for seed in (0, 1):
-        print(sweep("blurpool", "aliasing", BLURPOOL_MODELS, weights="random", n_images=4, seed=seed, image_seed=0))
+        print(sweep("blurpool", "aliasing", BLURPOOL_MODELS, weights="random", n_images=20, seed=seed, image_seed=0))
     print(sweep("image-model-audit", "image-model", EMBEDDED, weights="pip", n_images=20))
     print(sweep("image-model-audit", "image-model", AUDIT_RANDOM, weights="random", n_images=20))
-    print(sweep("layerwise-image-model-audit", "image-model", "tf_efficientnet_lite0.in1k", weights="pip", n_images=2,
-                config={"probes": 10}))  # fmt: skip
-    print(sweep("e2e", "image-model", EMBEDDED, weights="pip", n_images=4))
+    print(sweep("e2e", "image-model", EMBEDDED, weights="pip", n_images=20))
     for seed in (0, 1):
-        print(sweep("e2e", "image-model", EMBEDDED, weights="random", n_images=4, seed=seed, image_seed=0))
+        print(sweep("e2e", "image-model", EMBEDDED, weights="random", n_images=20, seed=seed, image_seed=0))
+    print(sweep("layerwise-image-model-audit", "image-model", "tf_efficientnet_lite0.in1k", weights="pip",
+                n_images=20, config={"probes": 10}))  # fmt: skip
+    print(sweep("layerwise-smoothness", "aliasing", EMBEDDED, weights="pip", n_images=20, config={"probes": 20}))
 audit = results.load("image-model", "image-model-audit", root=S.root)
 audit.groupby(["model", "image_model"])["mean_abs"].mean().unstack()
 

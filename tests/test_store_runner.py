@@ -205,6 +205,17 @@ def test_oom_retry_halves_batch(tmp_path, images):
     assert set(table.batch_size_used) == {2} and set(table.input_size) == {32}
 
 
+def test_cached_work_says_already_computed_in_one_line(tmp_path, images, capsys):
+    kw = dict(data=str(SAMPLE), n_images=2, run="r", root=tmp_path, images=images, input_size=32)
+    assert run_sweep("_test_oom", "resnet10t.c3_in1k", progress=False, **kw).computed
+    capsys.readouterr()
+    again = run_sweep("_test_oom", "resnet10t.c3_in1k", progress=True, **kw)
+    out, err = capsys.readouterr()
+    assert again.skipped == ["resnet10t.c3_in1k"] and not again.computed
+    assert out.strip() == "_test_oom / run r: already computed for 1 of 1 model(s)"
+    assert "0model" not in err and "it/s" not in err  # no empty progress bar
+
+
 def test_failures_are_isolated_recorded_and_skipped(tmp_path, images):
     kw = dict(data=str(SAMPLE), n_images=2, run="r", root=tmp_path, images=images, input_size=32, progress=False)
     # resnet10t has no pip weights; test_resnet at a tiny batch limit always runs out of "memory"

@@ -20,10 +20,8 @@ from ._common import (
     _select_generator,
     _short,
     _single,
-    _subtitle,
     _weights_label,
     bootstrap_ci,
-    per_model,
     weights_kind,
 )
 from .registry import FigureContext, MissingData, Needs, figure, note, section
@@ -112,48 +110,74 @@ def _median_ci(d: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+#: The prior experiment's columns (lieq.prior): the scale-free feature LEE and the head-dependent softmax LEE.
+PRIOR_STAT, SOFTMAX_STAT = "feature_lee", "softmax_mean_abs"
+
+
 def random_init_prior(
-    e2e_random: pd.DataFrame, models: pd.DataFrame, generator: str = "translate_x", stat: str = "mean_abs",
-    group: str = "arch_group",
-) -> Figure:  # fmt: skip
-    """The architecture prior: LEE of randomly initialised models, one point per model, grouped by ``group``
-    (sorted by median) and coloured by family.  Models whose LEE is at or below :data:`FLOOR_LEE` (exact zeros of
-    heads that timm initialises to zero, float round-off) are drawn as crosses at the left edge and counted."""
+    prior: pd.DataFrame, models: pd.DataFrame | None, generator: str = "translate_x", group: str = "arch_group"
+) -> Figure:
+    """The architecture prior at random initialisation, scale-free: (a) per model the Lie derivative of the direction
+    of the pooled pre-logit features, ``||L_g (phi / ||phi||)||`` (:mod:`lieq.prior`), grouped by ``group`` (sorted
+    by median) and coloured by family; (b) the same models' softmax LEE (the old prior) against it.  The softmax
+    value depends on the freshly initialised head: heads that timm initialises to zero give exactly 0; those
+    (at or below :data:`FLOOR_LEE`) are drawn as crosses at the bottom edge of (b) and counted, and left out of the
+    rank correlation."""
+    from scipy import stats
+
     what = "random_init_prior"
-    _require(e2e_random, [*E2E_COLUMNS, stat, "weights"], what)
-    if _weights_label(e2e_random, what=what) != "random":
-        raise ValueError(f"{what}: expects random weights, got {_weights_label(e2e_random, what=what)}")
-    sub = _select_generator(e2e_random, generator, what)
-    title2 = _subtitle(sub, what)
+    _require(prior, [*E2E_COLUMNS, PRIOR_STAT, SOFTMAX_STAT, "weights"], what)
+    if _weights_label(prior, what=what) != "random":
+        raise ValueError(f"{what}: expects random weights, got {_weights_label(prior, what=what)}")
+    sub = _select_generator(prior, generator, what)
     meta = _family_of(models, sub["model"].unique())
     if group not in meta.columns:
         meta[group] = meta["family"]
-    pm = per_model(sub, generator, stat).merge(meta, on="model", how="left")
+    pm = (sub.groupby("model").agg(prior=(PRIOR_STAT, "median"), softmax=(SOFTMAX_STAT, "median"),
+                                   n_images=("image", "nunique"))
+          .reset_index().merge(meta, on="model", how="left"))  # fmt: skip
     pm[group] = pm[group].fillna("other").astype(str)
-    below = pm[pm["lee"] <= FLOOR_LEE]
-    pm = pm[pm["lee"] > FLOOR_LEE]
-    order = list(pm.groupby(group)["lee"].median().sort_values().index)
-    order += [g for g in dict.fromkeys(below[group]) if g not in order]
-    counts = pd.concat([pm, below])[group].value_counts()
-    fig, ax = plt.subplots(figsize=(TWO_COL * 0.8, 0.17 * len(order) + 1.5))
-    sns.stripplot(data=pm, y=group, x="lee", order=order, hue="family", palette=FAMILY_COLORS, size=3, ax=ax,
+    order = list(pm.groupby(group)["prior"].median().sort_values().index)
+    counts = pm[group].value_counts()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(TWO_COL, 0.15 * len(order) + 1.6),
+                                 gridspec_kw={"width_ratios": (1.25, 1.0), "wspace": 0.06})  # fmt: skip
+    sns.stripplot(data=pm, y=group, x="prior", order=order, hue="family", palette=FAMILY_COLORS, size=2.8, ax=ax,
                   jitter=0.2, log_scale=True, legend=False)  # fmt: skip
-    lo = float(pm["lee"].min()) / 4 if len(pm) else FLOOR_LEE
-    if len(below):
-        ys = [order.index(g) for g in below[group]]
-        ax.scatter(np.full(len(below), lo), ys, marker="x", s=14, lw=0.8, clip_on=False,
-                   color=[FAMILY_COLORS.get(f, FAMILY_COLORS["other"]) for f in below["family"]], zorder=3)  # fmt: skip
-        ax.axvline(lo * 1.6, color="0.6", lw=0.5, ls=(0, (2, 2)))
-    ax.set_xlim(lo / 2, None)
-    ax.set_yticks(range(len(order)), [f"{o} ({counts[o]})" for o in order], fontsize=7)
+    ax.set_yticks(range(len(order)), [f"{o} ({counts[o]})" for o in order], fontsize=6.5)
     ax.set_ylabel("")
-    ax.set_xlabel(lee_label(stat, generator, log=True) + ", random init")
-    floor = f"{len(below)} models at or below the floor {FLOOR_LEE:g} (x at the left edge: zero-initialised heads)"
-    ax.set_title(f"Architecture prior: {label(generator)} LEE at random init by {group}\n{title2}; {floor}", fontsize=8)
-    fams = [f for f in FAMILY_ORDER if f in set(pm["family"]) | set(below["family"])]
-    handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=FAMILY_COLORS[f]) for f in fams]
-    ax.legend(handles, fams, title="family", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
+    unit = "rad per half image width" if generator == "translate_x" else "per unit t"
+    ax.set_xlabel(r"$\|L\,(\phi/\|\phi\|)\|$" + f", {label(generator)} ({unit}, log)")
+    ax.set_title("(a) feature-direction LEE by architecture group", fontsize=8, loc="left")
+    above = pm[pm["softmax"] > FLOOR_LEE]
+    below = pm[pm["softmax"] <= FLOOR_LEE]
+    fams = [f for f in (*FAMILY_ORDER, "other") if f in set(pm["family"])]
+    for fam in fams:
+        a = above[above["family"] == fam]
+        bx.scatter(a["prior"], a["softmax"], s=7, color=FAMILY_COLORS[fam], alpha=0.6, lw=0, label=fam)
+    bx.set(xscale="log", yscale="log")
+    lo = float(above["softmax"].min()) / 6 if len(above) else 1e-6
+    if len(below):
+        bx.scatter(below["prior"], np.full(len(below), lo), marker="x", s=12, lw=0.7, clip_on=False, zorder=3,
+                   color=[FAMILY_COLORS.get(f, FAMILY_COLORS["other"]) for f in below["family"]])  # fmt: skip
+    bx.set_ylim(lo / 1.5, None)
+    bx.yaxis.set_label_position("right")
+    bx.yaxis.tick_right()
+    bx.set_xlabel("feature-direction LEE (as in a)")
+    bx.set_ylabel(f"softmax LEE: mean |L p| ({unit}, log)")
+    rho = stats.spearmanr(above["prior"], above["softmax"]).statistic if len(above) >= 5 else float("nan")
+    rho_text = f"Spearman rho {rho:.2f}, n = {len(above)}" if np.isfinite(rho) else "n < 5"
+    bx.set_title(f"(b) softmax LEE (old prior) vs (a): {rho_text}", fontsize=8, loc="left")
+    handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=FAMILY_COLORS[f])
+               for f in FAMILY_ORDER if f in set(pm["family"])]  # fmt: skip
+    names = [f for f in FAMILY_ORDER if f in set(pm["family"])]
+    if len(below):
+        handles.append(plt.Line2D([], [], ls="", marker="x", ms=4, color="0.3"))
+        names.append(f"softmax LEE = 0 ({len(below)} zero-initialised heads)")
+    bx.legend(handles, names, loc="upper left", bbox_to_anchor=(0.0, -0.13), ncol=2, frameon=False)
+    n_img = int(pm["n_images"].median())
+    images = f"{n_img} image{'s' if n_img != 1 else ''}"
+    fig.suptitle(f"Architecture prior at random initialisation: {len(pm)} models x {images} "
+                 "(weights: random init, bilinear image model)", fontsize=9, y=1.0)  # fmt: skip
     return fig
 
 
@@ -184,10 +208,13 @@ def _random_vs_trained(ctx: FigureContext):
     return random_vs_trained(trained, rnd), data
 
 
-@figure("random_init_prior", "new", needs=Needs("random", "e2e", text="e2e results of the random-init run + catalogue"))
+@figure("random_init_prior", "new", needs=Needs("random", "prior", min_models=5,
+                                                 text="prior results of the random-init run + catalogue"))
 def _prior(ctx: FigureContext):
-    """The translation LEE of every architecture at random initialisation, by family (log axis). Values below the
-    numerical floor (exact zeros of zero-initialised heads) are counted in the caption, not hidden."""
-    rnd = ctx.e2e(run=ctx.random_run, generator="translate_x")
-    models = ctx.models()
-    return random_init_prior(rnd, models), note(rnd[rnd["generator"] == "translate_x"])
+    """The architecture's own prior: at random initialisation, how fast the direction of the pooled pre-logit features
+    turns under translation (scale-free: no head, no feature scale), by architecture group and family (a), against the
+    softmax LEE the old figure showed (b), which zero-initialised heads pin at exactly 0."""
+    prior = ctx.table(ctx.random_run, "prior")
+    if "image_model" in prior.columns:
+        prior = prior[prior["image_model"] == ctx.image_model]
+    return random_init_prior(prior, ctx.models()), note(prior[prior["generator"] == "translate_x"])
