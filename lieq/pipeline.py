@@ -333,6 +333,8 @@ def results(
     if unknown:
         raise ValueError(f"unknown notebook(s) {', '.join(unknown)}; compute notebooks: {', '.join(COMPUTE_NOTEBOOKS)}")
     t0 = time.perf_counter()
+    if data and ":" not in str(data) and Path(data).expanduser().exists():  # the notebooks run in notebooks/
+        data = str(Path(data).expanduser().resolve())
     params = {
         "PROFILE": profile,
         "DATA": data,

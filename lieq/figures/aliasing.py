@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.figure import Figure
 
 from ..conventions import CATEGORIES
@@ -31,12 +30,14 @@ from ._common import (
 from .registry import FigureContext, MissingData, Needs, figure, note, section
 from .style import (
     CATEGORY_COLORS,
+    LAYER_KIND_COLORS,
     MEDIAN_LS,
     MODEL_LINESTYLES,
     MODEL_MARKERS,
     TWO_COL,
     WEIGHTS_COLOR,
     label,
+    layer_label,
     lee_label,
     marker_kw,
     model_label,
@@ -56,12 +57,16 @@ section(
 
 
 KIND_STYLES = {"zero control": ":", "pointwise": "-", "downsampling": "--", "anti-aliased": "-."}
+KIND_ORDER = ("pointwise", "downsampling", "anti-aliased", "zero control")
+#: The relative single-layer error below which a value is numerical zero (float32 round-off of |L f| / |J_f v|).
+FLOOR_REL_LAYER = 1e-5
 
 
 def aliasing_layers(table: pd.DataFrame, signal: str = "sinusoid", value: str = "rel") -> Figure:
-    """Single layers on band-limited signals: each layer's own relative Lie-derivative error vs the input frequency
-    (fraction of Nyquist), one panel per (generator, image model); line style by layer kind (pointwise,
-    downsampling, anti-aliased, zero control)."""
+    """Single layers on band-limited signals: each layer's own relative Lie-derivative error ``|L f| / |J_f v|``
+    vs the input frequency (fraction of Nyquist), one panel per (generator, image model); colour and line style by
+    layer kind (:data:`lieq.figures.style.LAYER_KIND_COLORS`), marker by layer.  Values below
+    :data:`FLOOR_REL_LAYER` are numerical zeros: drawn as crosses on the floor line and counted."""
     what = "aliasing_layers"
     _require(table, ["layer", "kind", "signal", "frac", "image_model", "generator", value], what)
     d = table[table["signal"] == signal]
@@ -69,34 +74,58 @@ def aliasing_layers(table: pd.DataFrame, signal: str = "sinusoid", value: str = 
         raise ValueError(f"{what}: no rows for signal {signal!r} (has: {sorted(table['signal'].unique())})")
     gens = list(dict.fromkeys(d["generator"]))
     ims = list(dict.fromkeys(d["image_model"]))
-    fig, axes = plt.subplots(len(gens), len(ims), figsize=(3.3 * len(ims) + 1.4, 2.6 * len(gens) + 0.5),
-                             squeeze=False, sharex=True, sharey=True)  # fmt: skip
-    names = list(dict.fromkeys(d["layer"]))
-    palette = dict(zip(names, sns.color_palette("colorblind", len(names)) if len(names) <= 10 else
-                       sns.color_palette("husl", len(names))))  # fmt: skip
+    fig, axes = plt.subplots(len(gens), len(ims), figsize=(TWO_COL, 1.9 * len(gens) + 0.9), squeeze=False,
+                             sharex=True, sharey=True)  # fmt: skip
     m = d.groupby(["generator", "image_model", "layer", "kind", "frac"])[value].mean().reset_index()
-    floor = float(m.loc[m[value] > 0, value].min()) if (m[value] > 0).any() else 1e-12
+    kinds = [k for k in KIND_ORDER if k in set(m["kind"])] + sorted(set(m["kind"]) - set(KIND_ORDER))
+    layers = m.drop_duplicates("layer")[["layer", "kind"]]
+    layers = layers.assign(_k=layers["kind"].map({k: i for i, k in enumerate(kinds)})).sort_values(["_k", "layer"])
+    marker = {}
+    for _kind, g in layers.groupby("kind", sort=False):
+        marker.update({name: MODEL_MARKERS[i % len(MODEL_MARKERS)] for i, name in enumerate(g["layer"])})
+    top = max(2.0, float(m[value].max()) * 1.5)
+    below_total = 0
     for i, g in enumerate(gens):
         for j, im in enumerate(ims):
             ax = axes[i, j]
-            for (layer, kind), s in m[(m.generator == g) & (m.image_model == im)].groupby(
-                ["layer", "kind"], sort=False
-            ):
-                ax.plot(s["frac"], s[value].clip(lower=floor / 10), KIND_STYLES.get(kind, "-"), marker="o", ms=2,
-                        lw=1, color=palette[layer], label=f"{layer} ({kind})")  # fmt: skip
+            panel = m[(m.generator == g) & (m.image_model == im)]
+            for layer, kind in layers[["layer", "kind"]].itertuples(index=False):
+                s = panel[panel.layer == layer].sort_values("frac")
+                if s.empty:
+                    continue
+                color = LAYER_KIND_COLORS.get(kind, "0.4")
+                v = s[value].to_numpy(float)
+                ok = v >= FLOOR_REL_LAYER
+                ax.plot(s["frac"], np.where(ok, v, FLOOR_REL_LAYER), KIND_STYLES.get(kind, "-"), lw=0.8, color=color,
+                        alpha=0.9)  # fmt: skip
+                ax.plot(s["frac"][ok], v[ok], ls="", marker=marker[layer], ms=2.6, color=color, mfc=color)
+                ax.plot(s["frac"][~ok], np.full((~ok).sum(), FLOOR_REL_LAYER), ls="", marker="x", ms=3, color=color,
+                        clip_on=False)  # fmt: skip
+                below_total += int((~ok).sum())
+            ax.axhline(FLOOR_REL_LAYER, color="0.6", lw=0.5)
             ax.set_yscale("log")
-            ax.set_title(f"{label(g)}, {im} image model", fontsize=7)
-            ax.tick_params(labelsize=7)
-    for ax in axes[-1]:
-        ax.set_xlabel("input frequency (fraction of Nyquist)", fontsize=7)
+            ax.set_ylim(FLOOR_REL_LAYER / 1.8, top)
+            ax.set_title(f"{label(g)}, {label(im)}", fontsize=7)
+    fig.supxlabel("input frequency (fraction of Nyquist)", fontsize=8, y=0.04)
     for ax in axes[:, 0]:
-        ax.set_ylabel(f"{value}: |L f| / |J_f v|", fontsize=7)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7)
+        ax.set_ylabel("|L f| / |J$_f$ v| (log)")
+    columns = []  # one legend column per kind, headed by the kind's name (matplotlib fills legends column-wise)
+    for k in kinds:
+        col = [(plt.Line2D([], [], ls=KIND_STYLES.get(k, "-"), lw=1.2, color=LAYER_KIND_COLORS.get(k, "0.4")), k)]
+        for n in layers.loc[layers["kind"] == k, "layer"]:
+            col.append((plt.Line2D([], [], ls="", marker=marker[n], ms=3, color=LAYER_KIND_COLORS.get(k, "0.4")),
+                        layer_label(n)))  # fmt: skip
+        columns.append(col)
+    columns[-1].append((plt.Line2D([], [], ls="", marker="x", ms=3, color="0.3"), f"below floor {FLOOR_REL_LAYER:g}"))
+    rows = max(len(c) for c in columns)
+    blank = plt.Line2D([], [], ls="", marker="")
+    entries = [e for c in columns for e in c + [(blank, "")] * (rows - len(c))]
+    fig.legend([h for h, _ in entries], [t for _, t in entries], loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=len(columns), frameon=False, fontsize=6.5)  # fmt: skip
     n_img = d["image"].nunique() if "image" in d else 0
-    fig.suptitle(f"Single layers on band-limited {signal} signals ({n_img} signals per point; random weights)",
-                 fontsize=8)  # fmt: skip
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.suptitle(f"Single layers on band-limited {signal} signals: {n_img} signals per point, random weights; "
+                 f"{below_total} points below the numerical floor", fontsize=8)  # fmt: skip
+    fig.tight_layout()
     return fig
 
 
@@ -262,9 +291,11 @@ def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x"
 def blurpool_vs_plain(
     table: pd.DataFrame, generator: str | Sequence[str] = ("translate_x", "rotate"), stat: str = "mean_abs"
 ) -> Figure:
-    """Anti-aliased (BlurPool) architectures vs their plain counterparts: LEE per pair (mean over seeds and images,
-    standard error over all rows), one panel per (generator, image model); generators absent from the table are
-    skipped, but at least one must be present."""
+    """Anti-aliased (BlurPool) architectures vs their plain counterparts, one panel per (generator, image model): per
+    pair the median of the paired per-image ratios LEE(BlurPool) / LEE(plain) (same image, same random-init seed)
+    with a bootstrap 95 % interval, on a log axis around 1, and all pairs pooled at the bottom.  A ratio cancels what
+    both members share (the freshly initialised head's scale), so pairs whose absolute LEE differ by decades are
+    comparable.  Generators absent from the table are skipped, but at least one must be present."""
     what = "blurpool_vs_plain"
     _require(table, [*E2E_COLUMNS, stat, "blurpool", "pair", "image_model", "weights"], what)
     gens = [generator] if isinstance(generator, str) else list(generator)
@@ -275,32 +306,44 @@ def blurpool_vs_plain(
     kind = _weights_label(d, what=what)
     ims = list(dict.fromkeys(d["image_model"]))
     panels = [(g, im) for g in present for im in ims]
-    fig, axes = plt.subplots(len(present), len(ims), figsize=(3.6 * len(ims) + 0.6,
-                             (0.35 * d["pair"].nunique() + 1.3) * len(present) + 0.5), squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(len(present), len(ims), figsize=(TWO_COL, (0.28 * d["pair"].nunique() + 1.2)
+                             * len(present) + 0.5), squeeze=False, sharey=True, sharex=True)  # fmt: skip
     for ax, (g, im) in zip(axes.flat, panels):
         s = d[(d.image_model == im) & (d.generator == g)].assign(_v=lambda t: pd.to_numeric(t[stat]))
-        agg = s.groupby(["pair", "blurpool"])["_v"].agg(["mean", "sem"]).unstack("blurpool")
-        if ("mean", True) not in agg.columns or ("mean", False) not in agg.columns:
+        rows = {}
+        for p in dict.fromkeys(s["pair"]):
+            w = s[s.pair == p].pivot_table(index=["image", "weights"], columns="blurpool", values="_v")
+            if True in w.columns and False in w.columns:
+                rows[p] = (w[True] / w[False]).dropna().to_numpy(float)
+        if not rows:
             ax.set_visible(False)
             continue
-        agg = agg.dropna(subset=[("mean", True), ("mean", False)])
-        y = np.arange(len(agg))
-        for blur, fmt, color, name in ((False, "o", "#777777", "plain"), (True, "s", "#000000", "BlurPool")):
-            xerr = agg[("sem", blur)].fillna(0)
-            ax.errorbar(agg[("mean", blur)], y, xerr=xerr, fmt=fmt, ms=4, color=color, mfc="white", label=name)
-        ax.set_yticks(y, [model_label(p) for p in agg.index], fontsize=7)
-        ax.set_ylim(-0.6, len(agg) - 0.4)
+        rows["all pairs"] = np.concatenate(list(rows.values()))
+        for k, (p, r) in enumerate(rows.items()):
+            lo, hi = bootstrap_ci(r, stat=np.median, n_resamples=1000)
+            med = float(np.median(r))
+            ax.errorbar(med, k, xerr=[[med - lo], [hi - med]], fmt="D" if p == "all pairs" else "o", ms=4,
+                        elinewidth=0.8, color=WEIGHTS_COLOR, mfc="white" if kind == "random" else WEIGHTS_COLOR)
+        ax.axvline(1.0, color="0.5", lw=0.8, ls="--")
+        ax.axhline(len(rows) - 1.5, color="0.8", lw=0.6)
+        ax.set_yticks(range(len(rows)), [p if p == "all pairs" else _pair_label(p, s) for p in rows], fontsize=7)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_xscale("log")
         _plain_log_ticks(ax)
-        r = float(np.median(agg[("mean", True)] / agg[("mean", False)])) if len(agg) else np.nan
-        ax.set_title(f"{label(g)}, {im} image model (median blur/plain {r:.2f})", fontsize=7)
-        ax.set_xlabel(lee_label(stat, g, log=True), fontsize=7)
-        ax.tick_params(axis="x", which="both", labelsize=7)
-    axes[0, 0].legend(fontsize=7)
+        ax.set_title(f"{label(g)}, {label(im)}", fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"LEE ratio BlurPool / plain ({label(stat) if stat != 'mean_abs' else 'mean |L p|'}; log)")
     seeds = d.groupby("model")["weights"].nunique().max()
-    fig.suptitle(f"Anti-aliasing in the architecture — weights: {kind} ({seeds} seed(s)); {_counts(d)}", fontsize=8)
+    fig.suptitle(f"Anti-aliasing in the architecture, paired: median per-image ratio, bootstrap 95 % CI "
+                 f"(weights {label(kind)}, {seeds} seeds; {_counts(d)})", fontsize=8)  # fmt: skip
     fig.tight_layout()
     return fig
+
+
+def _pair_label(blur_model: str, table: pd.DataFrame) -> str:
+    """``ResNet-50 vs BlurPool``: a pair by its plain member's readable name."""
+    plain = table.loc[(table["pair"] == blur_model) & ~table["blurpool"].astype(bool), "model"]
+    return f"{model_label(plain.iloc[0]) if len(plain) else model_label(blur_model)} vs BlurPool"
 
 
 def _aliasing_layers_for(signal: str):

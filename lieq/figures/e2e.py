@@ -23,11 +23,22 @@ from ._common import (
     _select_generator,
     _subtitle,
     _weights_label,
+    bootstrap_ci,
     per_model,
 )
 from .fig1 import _e2e_main
 from .registry import FigureContext, MissingData, Needs, figure, note, section
-from .style import FAMILY_COLORS, FAMILY_ORDER, ONE_COL, TWO_COL, WEIGHTS_COLOR, label, lee_label, model_label
+from .style import (
+    FAMILY_COLORS,
+    FAMILY_ORDER,
+    MODEL_MARKERS,
+    ONE_COL,
+    TWO_COL,
+    WEIGHTS_COLOR,
+    label,
+    lee_label,
+    model_label,
+)
 
 section(
     "e2e",
@@ -155,17 +166,31 @@ def lee_by_group(
     return fig
 
 
+def _medians(df: pd.DataFrame, stat: str) -> pd.DataFrame:
+    """Per model: the median of ``stat`` over images (``lee``), its bootstrap 95 % interval (``lo``, ``hi``) and
+    ``n_images``."""
+    rows = []
+    for model, g in df.groupby("model"):
+        v = pd.to_numeric(g[stat]).to_numpy(float)
+        lo, hi = bootstrap_ci(v, stat=np.median, n_resamples=1000)
+        rows.append({"model": model, "lee": float(np.median(v)), "lo": lo, "hi": hi, "n_images": g["image"].nunique()})
+    return pd.DataFrame(rows)
+
+
 def ood_vs_id(
     e2e_id: pd.DataFrame, e2e_ood: pd.DataFrame, generator: str = "translate_x", stat: str = "mean_abs",
     ood_name: str = "out of distribution",
 ) -> Figure:  # fmt: skip
-    """Out-of-distribution LEE vs in-distribution LEE per model (same weights), with the diagonal y = x."""
+    """Out-of-distribution LEE vs in-distribution LEE per model (same weights), with the diagonal y = x.
+
+    The per-image LEE is heavy-tailed: each point is the model's median over images with bootstrap 95 % intervals
+    (log axes)."""
     what = "ood_vs_id"
     for name, df in (("in-distribution", e2e_id), ("out-of-distribution", e2e_ood)):
         _require(df, [*E2E_COLUMNS, stat, "weights"], f"{what} ({name})")
-    a = per_model(_select_generator(e2e_id, generator, what), generator, stat)
-    b = per_model(_select_generator(e2e_ood, generator, what), generator, stat)
-    both = a.merge(b, on=["model", "generator"], suffixes=("_id", "_ood"))
+    a = _medians(_select_generator(e2e_id, generator, what), stat)
+    b = _medians(_select_generator(e2e_ood, generator, what), stat)
+    both = a.merge(b, on="model", suffixes=("_id", "_ood"))
     if both.empty:
         raise ValueError(f"{what}: no model in common between the two tables")
     kinds = {_weights_label(e2e_id, what=what), _weights_label(e2e_ood, what=what)}
@@ -173,25 +198,37 @@ def ood_vs_id(
         raise ValueError(f"{what}: in- and out-of-distribution tables use different weights {sorted(kinds)}")
     many = len(both) > 40
     fig, ax = plt.subplots(figsize=(ONE_COL * 1.1, ONE_COL * 1.15))
-    ax.errorbar(both["lee_id"], both["lee_ood"], xerr=both["se_id"], yerr=both["se_ood"], fmt="o",
-                ms=2.5 if many else 4, alpha=0.4 if many else 1.0, elinewidth=0.5, color=WEIGHTS_COLOR,
-                label=f"{len(both)} models: mean, SE")  # fmt: skip
+    xerr = np.abs(np.vstack([both["lee_id"] - both["lo_id"], both["hi_id"] - both["lee_id"]]))
+    yerr = np.abs(np.vstack([both["lee_ood"] - both["lo_ood"], both["hi_ood"] - both["lee_ood"]]))
     ratio_each = both["lee_ood"] / both["lee_id"]
-    pick = both.index if len(both) <= 12 else ratio_each.sort_values().index[[0, 1, 2, -3, -2, -1]]
-    for i in pick:
-        r = both.loc[i]
-        ax.annotate(model_label(r["model"]), (r["lee_id"], r["lee_ood"]), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")  # fmt: skip
-    vals = both[["lee_id", "lee_ood"]].to_numpy(float)
+    if len(both) <= len(MODEL_MARKERS):  # few models: one marker shape each, named in the legend
+        for k, r in both.reset_index(drop=True).iterrows():
+            ax.errorbar(r["lee_id"], r["lee_ood"], xerr=xerr[:, [k]], yerr=yerr[:, [k]], fmt=MODEL_MARKERS[k], ms=4,
+                        elinewidth=0.5, color=WEIGHTS_COLOR, label=model_label(r["model"]))  # fmt: skip
+    else:
+        ax.errorbar(both["lee_id"], both["lee_ood"], xerr=None if many else xerr, yerr=None if many else yerr,
+                    fmt="o", ms=2.5 if many else 4, alpha=0.4 if many else 1.0, elinewidth=0.5, color=WEIGHTS_COLOR,
+                    label=f"{len(both)} models: median" + ("" if many else ", bootstrap 95 % CI"))  # fmt: skip
+        for k, i in enumerate(ratio_each.sort_values().index[[0, 1, 2, -3, -2, -1]]):  # the extremes, named
+            r = both.loc[i]
+            left = k % 2 == 0
+            ax.annotate(model_label(r["model"]), (r["lee_id"], r["lee_ood"]), fontsize=7,
+                        ha="right" if left else "left", xytext=(-5, -4) if left else (5, 4),
+                        textcoords="offset points")  # fmt: skip
+    vals = both[["lo_id", "hi_id", "lo_ood", "hi_ood"]].to_numpy(float)
     lim = [0.7 * float(np.nanmin(vals)), 1.4 * float(np.nanmax(vals))]
     ax.plot(lim, lim, ls="--", color="0.5", lw=0.8, label="y = x")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lim)
     ax.set_ylim(lim)
+    ax.set_box_aspect(1)
+    _plain_log_ticks(ax, "x")
+    _plain_log_ticks(ax, "y")
     ax.set_xlabel(f"in distribution: {lee_label(stat, generator)}")
-    ax.set_ylabel(f"{ood_name}: {label(generator)} LEE")
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=2, frameon=False)
+    ax.set_ylabel(f"{label(ood_name)}: {label(generator)} LEE")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), ncol=2, frameon=False,
+              title="median over images, bootstrap 95 % CI" if len(both) <= len(MODEL_MARKERS) else None)
     ratio = float(ratio_each.median())
     verdict = (
         "OOD below ID: the opposite of the paper's equivariance gap"

@@ -106,7 +106,8 @@ def image_model_sensitivity(e2e: pd.DataFrame, generator: str = "translate_x", s
                       "bootstrap 95 % CI", fontsize=8)  # fmt: skip
     ratio = (wide.drop(columns=order[0]).div(wide[order[0]], axis=0)).median()
     ax.set_title(f"{label(generator)} LEE by image model (weights: {kinds}; {_counts(sub)})\nmedian ratio to "
-                 f"{order[0]}: " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()), fontsize=7)  # fmt: skip
+                 f"{label(order[0])}: " + ", ".join(f"{label(k)} {v:.2f}" for k, v in ratio.items()),
+                 fontsize=7)  # fmt: skip
     fig.tight_layout()
     return fig
 

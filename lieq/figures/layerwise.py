@@ -211,6 +211,7 @@ def layerwise_lee_vs_baselines(
             ax.scatter(g["contribution"], g[value_col], s=10, color=CATEGORY_COLORS[c], label=c, zorder=3)
             present.add(c)
         bad = d[~ok]
+        present |= set(bad["category"])
         cols = [CATEGORY_COLORS[c] for c in bad["category"]]
         ax.scatter(np.maximum(bad["contribution"], lo_x).where(bad["contribution"] > fx, lo_x),
                    np.maximum(bad[value_col], lo_y).where(bad[value_col] > fy, lo_y), s=14, marker="x",
@@ -218,21 +219,24 @@ def layerwise_lee_vs_baselines(
         rho = spearman(d.loc[ok, "contribution"], d.loc[ok, value_col])[0] if ok.sum() >= MIN_RANK_N else np.nan
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlim(lo_x / 2, None)
-        ax.set_ylim(lo_y / 2, None)
-        ax.axhline(lo_y * 1.6, color="0.6", lw=0.5, ls=(0, (2, 2)))
-        ax.axvline(lo_x * 1.6, color="0.6", lw=0.5, ls=(0, (2, 2)))
+        # at least two decades above the strip, so that a panel with one layer above the floor is not all strip
+        ax.set_xlim(lo_x / 2, max(np.nanmax(x) * 2, lo_x * 300))
+        ax.set_ylim(lo_y / 2, max(np.nanmax(y) * 2, lo_y * 300))
+        if len(bad):  # the strips where below-floor layers are drawn (not a threshold: the floor itself is lower)
+            ax.axvspan(lo_x / 2, lo_x * 1.6, color="0.85", lw=0, zorder=0)
+            ax.axhspan(lo_y / 2, lo_y * 1.6, color="0.85", lw=0, zorder=0)
         rho_txt = f"Spearman rho {rho:.2f} over {int(ok.sum())} layers" if np.isfinite(rho) else "too few layers"
-        ax.set_title(f"{label(m)}: {rho_txt};\n{int((~ok).sum())} layers below the floor (x at the edge)")
-        ax.set_xlabel(f"layerwise {label(generator)} contribution")
-        ax.set_ylabel(f"layerwise {label(m)} (normalised MSE)")
+        ax.set_title(f"{label(m)}: {rho_txt};\n{int((~ok).sum())} layers below the floor (x, grey strip)")
+        ax.set_xlabel(f"layerwise {label(generator)} LEE contribution (log)")
+        ax.set_ylabel(f"layerwise {label(m)} (normalised MSE, log)")
     cats = [c for c in CATEGORIES if c in present]
     handles = [plt.Line2D([], [], ls="", marker="o", color=CATEGORY_COLORS[c]) for c in cats]
-    fig.legend(handles, cats, loc="center left", bbox_to_anchor=(1.0, 0.5), title="layer category", frameon=False)
+    handles.append(plt.Line2D([], [], ls="", marker="x", color="0.3"))
+    fig.legend(handles, [*cats, "below the floor"], loc="center left", bbox_to_anchor=(1.0, 0.5),
+               title="layer category", frameon=False)  # fmt: skip
     n_img = b_all["image"].nunique() if "image" in b_all else "?"
     fig.suptitle(f"{model_label(model)} ({n_img} image{'s' if n_img != 1 else ''}): layerwise LEE vs layerwise "
-                 f"finite metrics; floor {FLOOR_REL:g} x the largest value; crosses beyond the dashed lines: below "
-                 "the floor", fontsize=8)  # fmt: skip
+                 f"finite metrics (floor: {FLOOR_REL:g} x the largest value per axis)", fontsize=8)  # fmt: skip
     fig.tight_layout()
     return fig
 

@@ -32,6 +32,8 @@ __all__ = [
     "FAMILY_ORDER",
     "GENERATOR_COLORS",
     "IMAGE_MODEL_COLORS",
+    "LAYER_KIND_COLORS",
+    "LAYER_LABELS",
     "MEAN_LS",
     "MEDIAN_LS",
     "MODEL_LINESTYLES",
@@ -41,6 +43,7 @@ __all__ = [
     "TWO_COL",
     "WEIGHTS_COLOR",
     "label",
+    "layer_label",
     "lee_label",
     "marker_kw",
     "model_label",
@@ -73,6 +76,22 @@ IMAGE_MODEL_COLORS: dict[str, str] = {
     "central": "#7B1FA2",
     "fourier": "#F9A825",
 }
+#: Kinds of single layers in the aliasing study (shown alone, never beside layer categories): pointwise
+#: non-linearities in the Activation colour, downsampling indigo, anti-aliased downsampling dark teal, the zero
+#: control grey.
+LAYER_KIND_COLORS: dict[str, str] = {
+    "pointwise": CATEGORY_COLORS["Activation"],
+    "downsampling": "#3B4CC0",
+    "anti-aliased": "#01665E",
+    "zero control": "#777777",
+}
+#: Readable names of the single layers of :mod:`lieq.aliasing`.
+LAYER_LABELS: dict[str, str] = {
+    "relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "tanh": "tanh", "layernorm_channels": "LayerNorm (channels)",
+    "linear_pointwise": "linear 1x1 conv", "avgpool": "average pool", "maxpool": "max pool",
+    "subsample": "subsampling (stride 2)", "strided_conv": "strided conv", "patch_embed": "patch embedding",
+    "blurpool": "BlurPool", "conv_blurpool": "conv + BlurPool", "max_blurpool": "max pool + BlurPool",
+}  # fmt: skip
 #: Trained vs random weights share one neutral colour where no other kind colours the marks; the difference is the
 #: marker fill (:func:`marker_kw`).
 WEIGHTS_COLOR = "#333333"
@@ -121,6 +140,9 @@ _OTHER_LABELS = {
     "invariance_rotate": "sampled invariance, rotation",
     "sampled_invariance": "sampled invariance",
     "in1k": "ImageNet-1k",
+    "cifar10-test": "CIFAR-10 test, upsampled",
+    "cifar100": "CIFAR-100 test, upsampled",
+    "cifar10": "CIFAR-10 test, upsampled",
     "in21k": "ImageNet-21k",
     "random": "random init",
     "trained": "trained",
@@ -150,6 +172,11 @@ def model_label(model: object) -> str:
             groups = [g.capitalize() if g.isalpha() else g for g in m.groups()]
             return fmt.format(*groups)
     return arch
+
+
+def layer_label(name: object) -> str:
+    """The readable name of a single layer of the aliasing study (``maxpool`` -> ``max pool``)."""
+    return LAYER_LABELS.get(str(name), str(name).replace("_", " "))
 
 
 def label(name: object) -> str:
