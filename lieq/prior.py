@@ -73,11 +73,11 @@ class FeaturesAndProbabilities(nn.Module):
 def prior_lee(
     model: nn.Module,
     inputs: Tensor,
-    generators: str | Sequence[str] = "translate_x,rotate",
+    generators: str | Sequence[str] = "translate_x",
     image_model: str = "bilinear",
     batch_size: int = 8,
     image_ids: Sequence[str] | None = None,
-    sensitivity_draws: int = 2,
+    sensitivity_draws: int = 1,
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per (image, generator): ``feature_lee``, ``feature_sensitivity``, ``normalised_feature_lee`` (module
@@ -118,10 +118,10 @@ def prior_experiment(
     inputs,
     image_ids,
     *,
-    generators: str = "translate_x,rotate",
+    generators: str = "translate_x",
     image_model: str = "bilinear",
     batch_size: int = 8,
-    sensitivity_draws: int = 2,
+    sensitivity_draws: int = 1,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Runner experiment ``prior``: :func:`prior_lee` (run it with ``--weights random`` for the prior)."""

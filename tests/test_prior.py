@@ -51,7 +51,7 @@ def test_prior_equals_the_normalised_embedding_lee_of_an_independent_route(input
     """||L e|| from the prior's one pass over [e, p] equals sqrt(D * mean_sq) of e2e_lee(output='embedding') on the
     pre-logit features alone (a separate function, separate call of the engine)."""
     model = _model("test_vit.r160_in1k")
-    table = prior_lee(model, inputs, "translate_x,rotate")
+    table = prior_lee(model, inputs, "translate_x,rotate", sensitivity_draws=2)
 
     def features(x):
         return model.forward_head(model.forward_features(x), pre_logits=True)
