@@ -51,7 +51,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -65,7 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cifar import CIFAR10_CLASSES, MEAN, STD
-from .paths import cache_root, local_data, repo_root
+from .paths import cache_root, local_data, zoo_root
 
 __all__ = [
     "ARCHS",
@@ -240,17 +239,6 @@ def n_params(model: nn.Module) -> int:
 
 
 # -------------------------------------------------------------------------------------------------------- files
-
-
-def zoo_root(root: str | Path | None = None) -> Path:
-    """The zoo folder: ``root``, else ``$LIEQ_ZOO``, else ``<repo>/data/cifar-zoo`` (``<cache>/cifar-zoo`` when
-    installed without a checkout)."""
-    if root is not None:
-        return Path(root).expanduser().absolute()
-    if os.environ.get("LIEQ_ZOO"):
-        return Path(os.environ["LIEQ_ZOO"]).expanduser().absolute()
-    repo = repo_root()
-    return repo / "data" / "cifar-zoo" if repo is not None else cache_root() / "cifar-zoo"
 
 
 def _setting(setting: str | Setting) -> Setting:

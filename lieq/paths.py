@@ -38,6 +38,7 @@ __all__ = [
     "repo_root",
     "results_root",
     "shared_data",
+    "zoo_root",
 ]
 
 #: The installed package folder (``.../lieq``).
@@ -114,3 +115,14 @@ def figures_dir() -> Path:
     """Where ``make figures`` writes: ``<repo>/figures``, else ``./figures`` (installed)."""
     repo = repo_root()
     return (repo if repo is not None else Path.cwd()) / "figures"
+
+
+def zoo_root(root: str | Path | None = None) -> Path:
+    """The CIFAR-10 zoo folder (:mod:`lieq.cifar_zoo`): ``root``, else ``$LIEQ_ZOO``, else ``<repo>/data/cifar-zoo``
+    (``<cache>/cifar-zoo`` when installed without a checkout)."""
+    if root is not None:
+        return Path(root).expanduser().absolute()
+    if os.environ.get("LIEQ_ZOO"):
+        return Path(os.environ["LIEQ_ZOO"]).expanduser().absolute()
+    repo = repo_root()
+    return repo / "data" / "cifar-zoo" if repo is not None else cache_root() / "cifar-zoo"

@@ -598,8 +598,14 @@ def _data_source(exp, images, data: str) -> str:
     return data if exp.models is None or "data" in exp.context else "none"
 
 
-def _labels(images):
-    return images.labels if images is not None and images.label_space == "imagenet" else None
+def _labels(images, model_name: str = ""):
+    """The images' labels when they index the model's classes: ImageNet labels, or CIFAR-10 labels for the CIFAR-10
+    zoo (``cifar-*`` models, :mod:`lieq.cifar_zoo`); else ``None`` (no accuracy is recorded)."""
+    if images is None:
+        return None
+    if images.label_space == "imagenet" or (images.label_space == "cifar10" and model_name.startswith("cifar-")):
+        return images.labels
+    return None
 
 
 def _compute(exp, context: dict[str, Any], exp_config: dict[str, Any], prov: dict[str, Any], input_size=None):
@@ -612,7 +618,8 @@ def _compute(exp, context: dict[str, Any], exp_config: dict[str, Any], prov: dic
     model, source = create_model(context["model_name"], context["weights"], seed=context["seed"])
     model = model.to(context["device"])
     inputs = preprocess(images.images, model, upsample=images.upsample, input_size=input_size).to(context["device"])
-    context = {**context, "model": model, "inputs": inputs, "labels": _labels(images), "image_ids": images.ids}
+    labels = _labels(images, context["model_name"])
+    context = {**context, "model": model, "inputs": inputs, "labels": labels, "image_ids": images.ids}
     from . import memory_plan
     from .precision import use_precision
 

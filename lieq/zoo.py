@@ -94,6 +94,32 @@ def _check_tag(tag: str) -> str:
     return tag
 
 
+#: Presets of the CIFAR-10 zoo (:mod:`lieq.cifar_zoo`): its final models, or every stored checkpoint of them.
+ZOO_PRESETS: dict[str, str] = {
+    "cifar-zoo": "the final checkpoint of every zoo model",
+    "cifar-zoo-checkpoints": "every checkpoint (epochs of the setting's list) of every zoo model",
+}
+
+
+def cifar_zoo_models(item: str, setting: str = "cpu") -> list[str]:
+    """``cifar-zoo`` / ``cifar-zoo-checkpoints`` (:data:`ZOO_PRESETS`; a ``:SETTING`` suffix picks the setting) or one
+    zoo name (``cifar-vit-s-aug``, ``cifar-vit-s-aug@e4``), checked against the zoo table."""
+    from . import cifar_zoo
+
+    name, _, chosen = item.partition(":")
+    if name in ZOO_PRESETS:
+        s = cifar_zoo.SETTINGS[chosen or setting]
+        finals = list(cifar_zoo.ZOO)
+        if name == "cifar-zoo":
+            return finals
+        return [f"{m}@e{e}" if e != s.epochs else m for m in finals for e in s.checkpoints]
+    try:
+        cifar_zoo.parse_name(item)
+    except ValueError as exc:
+        raise ZooError(str(exc)) from None
+    return [item]
+
+
 def resolve_models(spec: str | list[str], path: str | Path | None = None) -> list[str]:
     """Turn ``"paper-core"``, ``"resnet50.a1_in1k,embedded"`` or a list of such into explicit timm tags.
 
@@ -109,6 +135,9 @@ def resolve_models(spec: str | list[str], path: str | Path | None = None) -> lis
     for item in items:
         if item in PRESETS:
             tags.extend(preset(item, path))
+            continue
+        if item.startswith("cifar-"):  # the CIFAR-10 zoo trained here (lieq.cifar_zoo): presets and names
+            tags.extend(cifar_zoo_models(item))
             continue
         if table is None:
             table = catalogue(path) if (Path(path) if path else CATALOGUE).is_file() else pd.DataFrame()

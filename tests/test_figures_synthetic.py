@@ -71,6 +71,13 @@ def synthetic_store(root, n_images: int = 100, seed: int = 0) -> pd.DataFrame:
     _save(root, "main-ood", "e2e", ood)
     rnd = e2e[e2e["image"].isin(images[:2])].assign(mean_abs=lambda d: d["mean_abs"] * 3)
     _save(root, "random-init", "e2e", rnd, weights="random:seed=0")
+    prior = rnd[rnd["generator"] == "translate_x"][["model", "image", "generator", "image_model"]].copy()
+    prior["feature_lee"] = rng.lognormal(1.0, 0.8, len(prior))
+    prior["feature_sensitivity"] = rng.lognormal(-6.0, 1.0, len(prior))
+    prior["normalised_feature_lee"] = rng.lognormal(0.0, 0.3, len(prior))
+    zero_head = prior["model"].str.startswith("mixer")  # zero-initialised heads: softmax LEE exactly 0
+    prior["softmax_mean_abs"] = np.where(zero_head, 0.0, prior["feature_lee"] * rng.lognormal(-7.0, 1.5, len(prior)))
+    _save(root, "random-init", "prior", prior, weights="random:seed=0")
     t = e2e[e2e["generator"].isin(["translate_x", "rotate"])]
     base = pd.concat(
         [t[t.generator == "translate_x"].assign(metric="eq_t"), t[t.generator == "rotate"].assign(metric="eq_r")]

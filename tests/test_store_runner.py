@@ -175,8 +175,9 @@ def test_committed_results_keep_their_configuration_hashes():
         ("embedded", "e2e", {}, 100),
         ("embedded", "layerwise", {"generators": "translate_x"}, 20),
         ("embedded", "baselines", {"samples": "20"}, 100),
-        ("embedded", "layerwise-baselines", {"samples": "2"}, 1),
+        ("embedded", "layerwise-baselines", {"samples": "2"}, 20),
         ("random-init", "e2e", {}, 1),
+        ("random-init", "prior", {}, 1),
     ]:
         weights = "random" if run == "random-init" else "pip"
         model = "resnet18.a1_in1k" if run == "random-init" else tag

@@ -1,7 +1,8 @@
 """The compendium's figures (paper figures and new ones), torch-free.
 
 One module per paper figure or topic (:mod:`.primer`, :mod:`.fig1`, :mod:`.layerwise`, :mod:`.e2e`,
-:mod:`.baselines`, :mod:`.prior`, :mod:`.image_models`, :mod:`.aliasing`, :mod:`.scaling`), the house style in
+:mod:`.baselines`, :mod:`.prior`, :mod:`.image_models`, :mod:`.aliasing`, :mod:`.scaling`, :mod:`.zoo`), the house
+style in
 :mod:`.style`, and the registry in :mod:`.registry`: a figure is one function decorated with
 :func:`~.registry.figure` that states its name, paper figure, caption and the data it needs.  The plotting functions
 take tidy result tables (as returned by :func:`lieq.results.load`, plus the model catalogue where needed) and return
@@ -17,7 +18,7 @@ Conventions (docs/conventions.md sections 1 and 4):
 
 from __future__ import annotations
 
-from . import aliasing, baselines, e2e, fig1, image_models, layerwise, primer, prior, registry, scaling, style  # noqa: F401
+from . import aliasing, baselines, e2e, fig1, image_models, layerwise, primer, prior, registry, scaling, style, zoo  # noqa: F401
 from ._common import per_model, weights_kind
 from .aliasing import aliasing_layers, aliasing_spectra, blurpool_vs_plain, layer_shares_vs_lowpass, lee_vs_lowpass
 from .baselines import lee_vs_baselines
@@ -32,7 +33,8 @@ from .scaling import lee_vs_depth
 from .style import CATEGORY_COLORS, FAMILY_COLORS, FAMILY_ORDER, STAT_LABELS, save, use_style
 
 #: The order of the figure modules in the notebook and the gallery (within a module: the order of registration).
-MODULE_ORDER = ("primer", "fig1", "layerwise", "e2e", "baselines", "prior", "image_models", "aliasing", "scaling")
+MODULE_ORDER = ("primer", "fig1", "layerwise", "e2e", "baselines", "prior", "image_models", "aliasing", "scaling",
+                "zoo")  # fmt: skip
 FIGURES.sort(key=lambda s: MODULE_ORDER.index(s.section))
 
 __all__ = [

@@ -181,6 +181,15 @@ def _plain_log_ticks(ax, axis: str = "x") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+def symmetric_ratio_axis(ax, values, axis: str = "x", least: float = 2.0) -> None:
+    """A log axis for ratios, symmetric about 1 (``1/r .. r``, at least ``1/least .. least``), ticked 1-2-5."""
+    v = np.asarray([x for x in np.ravel(values) if np.isfinite(x) and x > 0], float)
+    r = max(least, float(np.exp(np.abs(np.log(v)).max() * 1.1))) if len(v) else least
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    (ax.set_xlim if axis == "x" else ax.set_ylim)(1 / r, r)
+    _plain_log_ticks(ax, axis)
+
+
 def _size(params: pd.Series) -> np.ndarray:
     p = pd.to_numeric(params, errors="coerce")
     if p.isna().all():

@@ -25,6 +25,7 @@ from ._common import (
     _weights_label,
     _weights_source,
     bootstrap_ci,
+    symmetric_ratio_axis,
     weights_kind,
 )
 from .registry import FigureContext, MissingData, Needs, figure, note, section
@@ -121,7 +122,7 @@ def aliasing_layers(table: pd.DataFrame, signal: str = "sinusoid", value: str = 
     blank = plt.Line2D([], [], ls="", marker="")
     entries = [e for c in columns for e in c + [(blank, "")] * (rows - len(c))]
     fig.legend([h for h, _ in entries], [t for _, t in entries], loc="upper center", bbox_to_anchor=(0.5, 0.0),
-               ncol=len(columns), frameon=False, fontsize=6.5)  # fmt: skip
+               ncol=len(columns), frameon=False, fontsize=7)  # fmt: skip
     n_img = d["image"].nunique() if "image" in d else 0
     fig.suptitle(f"Single layers on band-limited {signal} signals: {n_img} signals per point, random weights; "
                  f"{below_total} points below the numerical floor", fontsize=8)  # fmt: skip
@@ -307,7 +308,7 @@ def blurpool_vs_plain(
     ims = list(dict.fromkeys(d["image_model"]))
     panels = [(g, im) for g in present for im in ims]
     fig, axes = plt.subplots(len(present), len(ims), figsize=(TWO_COL, (0.28 * d["pair"].nunique() + 1.2)
-                             * len(present) + 0.5), squeeze=False, sharey=True, sharex=True)  # fmt: skip
+                             * len(present) + 0.5), squeeze=False, sharey=True)  # fmt: skip
     for ax, (g, im) in zip(axes.flat, panels):
         s = d[(d.image_model == im) & (d.generator == g)].assign(_v=lambda t: pd.to_numeric(t[stat]))
         rows = {}
@@ -328,8 +329,7 @@ def blurpool_vs_plain(
         ax.axhline(len(rows) - 1.5, color="0.8", lw=0.6)
         ax.set_yticks(range(len(rows)), [p if p == "all pairs" else _pair_label(p, s) for p in rows], fontsize=7)
         ax.set_ylim(len(rows) - 0.5, -0.5)
-        ax.set_xscale("log")
-        _plain_log_ticks(ax)
+        symmetric_ratio_axis(ax, [bootstrap_ci(r, stat=np.median, n_resamples=200) for r in rows.values()])
         ax.set_title(f"{label(g)}, {label(im)}", fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel(f"LEE ratio BlurPool / plain ({label(stat) if stat != 'mean_abs' else 'mean |L p|'}; log)")

@@ -112,6 +112,9 @@ def _median_ci(d: pd.DataFrame) -> pd.DataFrame:
 
 #: The prior experiment's columns (lieq.prior): the scale-free feature LEE and the head-dependent softmax LEE.
 PRIOR_STAT, SOFTMAX_STAT = "feature_lee", "softmax_mean_abs"
+#: Below this feature-direction LEE (radians per unit t) the features are numerically invariant or do not respond to
+#: the input at all (float32 resolves unit vectors to ~1e-7 per entry); such models are marked, not placed.
+FLOOR_FEATURE = 1e-6
 
 
 def random_init_prior(
@@ -137,13 +140,24 @@ def random_init_prior(
                                    n_images=("image", "nunique"))
           .reset_index().merge(meta, on="model", how="left"))  # fmt: skip
     pm[group] = pm[group].fillna("other").astype(str)
+    flat = pm[pm["prior"] <= FLOOR_FEATURE]
+    pm_all, pm = pm, pm[pm["prior"] > FLOOR_FEATURE]
     order = list(pm.groupby(group)["prior"].median().sort_values().index)
-    counts = pm[group].value_counts()
+    order += [g for g in dict.fromkeys(flat[group]) if g not in order]
+    counts = pm_all[group].value_counts()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(TWO_COL, 0.15 * len(order) + 1.6),
                                  gridspec_kw={"width_ratios": (1.25, 1.0), "wspace": 0.06})  # fmt: skip
     sns.stripplot(data=pm, y=group, x="prior", order=order, hue="family", palette=FAMILY_COLORS, size=2.8, ax=ax,
                   jitter=0.2, log_scale=True, legend=False)  # fmt: skip
-    ax.set_yticks(range(len(order)), [f"{o} ({counts[o]})" for o in order], fontsize=6.5)
+    x_lo = float(pm["prior"].min()) / 4 if len(pm) else FLOOR_FEATURE
+    if len(flat):  # numerically zero: crosses at the left edge, counted in the legend
+        ax.scatter(np.full(len(flat), x_lo), [order.index(g) for g in flat[group]], marker="x", s=12, lw=0.7,
+                   alpha=0.7,
+                   color=[FAMILY_COLORS.get(f, FAMILY_COLORS["other"]) for f in flat["family"]], clip_on=False,
+                   zorder=3)  # fmt: skip
+        ax.axvspan(x_lo / 2, x_lo * 1.6, color="0.88", lw=0, zorder=0)
+    ax.set_xlim(x_lo / 2, None)
+    ax.set_yticks(range(len(order)), [f"{o} ({counts[o]})" for o in order], fontsize=7)
     ax.set_ylabel("")
     unit = "rad per half image width" if generator == "translate_x" else "per unit t"
     ax.set_xlabel(r"$\|L\,(\phi/\|\phi\|)\|$" + f", {label(generator)} ({unit}, log)")
@@ -172,11 +186,14 @@ def random_init_prior(
     names = [f for f in FAMILY_ORDER if f in set(pm["family"])]
     if len(below):
         handles.append(plt.Line2D([], [], ls="", marker="x", ms=4, color="0.3"))
-        names.append(f"softmax LEE = 0 ({len(below)} zero-initialised heads)")
+        names.append(f"(b) softmax LEE = 0: {len(below)} zero-initialised heads")
+    if len(flat):
+        handles.append(plt.Line2D([], [], ls="", marker="x", ms=4, color="0.6"))
+        names.append(f"(a) below {FLOOR_FEATURE:g}: {len(flat)} models invariant or insensitive")
     bx.legend(handles, names, loc="upper left", bbox_to_anchor=(0.0, -0.13), ncol=2, frameon=False)
     n_img = int(pm["n_images"].median())
     images = f"{n_img} image{'s' if n_img != 1 else ''}"
-    fig.suptitle(f"Architecture prior at random initialisation: {len(pm)} models x {images} "
+    fig.suptitle(f"Architecture prior at random initialisation: {len(pm_all)} models x {images} "
                  "(weights: random init, bilinear image model)", fontsize=9, y=1.0)  # fmt: skip
     return fig
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .. import results
 from ..conventions import ALIASING_RUN, CIFAR_RUN, IMAGE_MODEL_RUN
-from ..paths import CATALOGUE, figures_dir, repo_root
+from ..paths import CATALOGUE, figures_dir, repo_root, zoo_root
 from . import style
 
 __all__ = [
@@ -151,7 +151,9 @@ class FigureContext:
     the random-initialisation sweep; ``ood_run`` the end-to-end run of the same models on out-of-distribution images
     (default ``<run>-ood``); ``train_run`` the run on ImageNet training images (default ``<run>-train``);
     ``aliasing_run``, ``image_model_run`` and ``cifar_run`` the runs of the aliasing, image-model and CIFAR-10 ResNet
-    studies (notebooks/04_aliasing).  ``root`` is the result store (default: :func:`lieq.results.default_root`);
+    studies (notebooks/04_aliasing); ``zoo_run`` / ``zoo_train_run`` the CIFAR-10 zoo's measurements on test and
+    training images, ``zoo_setting`` its training setting (notebooks/07_cifar_zoo).  ``root`` is the result store
+    (default: :func:`lieq.results.default_root`);
     ``reference`` the folder of the paper's digitised points (default: ``data/reference`` of the checkout).
     """
 
@@ -162,6 +164,9 @@ class FigureContext:
     aliasing_run: str = ALIASING_RUN
     image_model_run: str = IMAGE_MODEL_RUN
     cifar_run: str = CIFAR_RUN
+    zoo_run: str = "cifar-zoo"
+    zoo_train_run: str = "cifar-zoo-train"
+    zoo_setting: str = "cpu"
     root: str | Path | None = None
     out_dir: str | Path = field(default_factory=figures_dir)
     catalogue: str | Path = CATALOGUE  # lieq/catalogue/models.csv (package data)
@@ -223,6 +228,14 @@ class FigureContext:
         if "timm_tag" in cat.columns:
             cat = cat.dropna(subset=["timm_tag"]).rename(columns={"timm_tag": "model"})
         return cat
+
+    def zoo(self) -> pd.DataFrame:
+        """The CIFAR-10 zoo's table ``<zoo root>/<zoo_setting>/zoo.csv`` (:mod:`lieq.cifar_zoo`; one row per model
+        and checkpoint: family, size, augmentation, parameters, epoch, test accuracy on all 10k test images)."""
+        path = zoo_root() / self.zoo_setting / "zoo.csv"
+        if not path.is_file():
+            raise MissingData(f"no zoo table {self._rel(path)} (train the zoo: make zoo)")
+        return pd.read_csv(path)
 
     def paper_points(self, name: str) -> pd.DataFrame:
         """A reference table of the paper's digitised points (``data/reference/<name>.csv``)."""

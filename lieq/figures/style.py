@@ -54,9 +54,10 @@ __all__ = [
 #: Figure widths in inches: one column and two columns of a paper page.
 ONE_COL, TWO_COL = 3.4, 7.0
 
-FAMILY_ORDER: tuple[str, ...] = ("CNN", "ViT", "Mixer")
+FAMILY_ORDER: tuple[str, ...] = ("CNN", "ConvNeXt", "ViT", "Mixer")
 #: Architecture families (Paul Tol's "bright": blue, red, green; grey for unknown).
-FAMILY_COLORS: dict[str, str] = {"CNN": "#4477AA", "ViT": "#EE6677", "Mixer": "#228833", "other": "#BBBBBB"}
+FAMILY_COLORS: dict[str, str] = {"CNN": "#4477AA", "ViT": "#EE6677", "Mixer": "#228833", "other": "#BBBBBB",
+                                 "ConvNeXt": "#66CCEE"}  # the CIFAR-10 zoo's patchify CNN: cyan, beside CNN blue
 #: Layer categories in the order of :data:`lieq.conventions.CATEGORIES` (Okabe-Ito).
 CATEGORY_COLORS: dict[str, str] = dict(
     zip(CATEGORIES, ("#CC79A7", "#0072B2", "#D55E00", "#009E73", "#E69F00", "#56B4E9", "#7A6A00", "#999999"))

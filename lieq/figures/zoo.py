@@ -1,0 +1,371 @@
+"""The CIFAR-10 zoo trained here (issue 14): CNNs, ConvNeXts, ViTs and Mixers, one factor changed at a time.
+
+Data: the end-to-end LEE of every zoo checkpoint on CIFAR-10 test images (run ``cifar-zoo``, both image models), on
+training images (run ``cifar-zoo-train``), layerwise attributions of the final models (run ``cifar-zoo``), and the
+zoo's own table ``data/cifar-zoo/<setting>/zoo.csv`` (family, size, augmentation, parameters, epoch and the test
+accuracy on all 10k test images, from :mod:`lieq.cifar_zoo`).  Per checkpoint the LEE is the median over images
+(heavy-tailed per-image values; log axes) with a bootstrap 95 % interval.
+
+Like the rest of :mod:`lieq.figures`, this module imports no torch and no timm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ._common import (
+    E2E_COLUMNS,
+    MIN_RANK_N,
+    _ols,
+    _plain_log_ticks,
+    _require,
+    _select_generator,
+    bootstrap_ci,
+    symmetric_ratio_axis,
+)
+from .registry import FigureContext, MissingData, Needs, figure, note, section
+from .style import FAMILY_COLORS, ONE_COL, TWO_COL, label, lee_label
+
+section(
+    "zoo",
+    "New: a controlled zoo trained here (CIFAR-10)",
+    (
+        "Sixteen models trained with one recipe on CIFAR-10: four families (ResNet-style CNN, patchify ConvNeXt, "
+        "ViT and MLP-Mixer, all patch or stem 2-4 px) x two sizes x two augmentation regimes (none; random crops "
+        "and flips), with checkpoints through training. Family, size, augmentation and training time change one "
+        "at a time, which the paper's pretrained models cannot do."
+    ),
+)
+
+#: Zoo families (lieq.cifar_zoo) -> house families (lieq.figures.style.FAMILY_COLORS).
+ZOO_FAMILIES: dict[str, str] = {"resnet": "CNN", "convnext": "ConvNeXt", "vit": "ViT", "mixer": "Mixer"}
+ZOO_FAMILY_ORDER: tuple[str, ...] = ("CNN", "ConvNeXt", "ViT", "Mixer")
+SIZE_LINESTYLES: dict[str, str] = {"s": "--", "m": "-"}
+AUG_LABELS: dict[str, str] = {"aug": "crops + flips (filled)", "noaug": "no augmentation (open)"}
+
+
+def zoo_meta(zoo: pd.DataFrame) -> pd.DataFrame:
+    """The zoo table indexed by checkpoint tag, with the house ``family``, ``final`` and ``test_top1`` (%)."""
+    _require(zoo, ["tag", "model", "family", "size", "augment", "params", "epoch", "test_acc"], "zoo table")
+    meta = zoo.copy()
+    meta["zoo_family"] = meta["family"]
+    meta["family"] = meta["family"].map(ZOO_FAMILIES).fillna("other")
+    meta["final"] = meta["tag"] == meta["model"]
+    meta["test_top1"] = 100 * pd.to_numeric(meta["test_acc"])
+    return meta.set_index("tag")
+
+
+def per_checkpoint(e2e: pd.DataFrame, generator: str, stat: str = "mean_abs") -> pd.DataFrame:
+    """Per checkpoint tag: median LEE over images (``lee``), its bootstrap 95 % interval (``lo``, ``hi``), the image
+    count and the top-1 (%) on the same images when recorded."""
+    _require(e2e, [*E2E_COLUMNS, stat], "zoo end-to-end table")
+    d = _select_generator(e2e, generator, "zoo end-to-end table")
+    rows = []
+    for tag, g in d.groupby("model"):
+        v = pd.to_numeric(g[stat]).to_numpy(float)
+        lo, hi = bootstrap_ci(v, stat=np.median, n_resamples=500)
+        row = {"tag": tag, "lee": float(np.median(v)), "lo": lo, "hi": hi, "n_images": g["image"].nunique()}
+        if "correct" in g:
+            row["top1_same"] = 100 * float(g.drop_duplicates("image")["correct"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("tag")
+
+
+def _joined(e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str, stat: str) -> pd.DataFrame:
+    pm = per_checkpoint(e2e, generator, stat).join(zoo_meta(zoo), how="inner")
+    if pm.empty:
+        raise ValueError("zoo figures: no checkpoint of the end-to-end table is in the zoo table")
+    return pm
+
+
+def _face(row) -> str:
+    return FAMILY_COLORS.get(row["family"], FAMILY_COLORS["other"]) if row["augment"] == "aug" else "white"
+
+
+def _family_handles(families: Sequence[str]) -> tuple[list, list]:
+    fams = [f for f in ZOO_FAMILY_ORDER if f in set(families)]
+    handles = [plt.Line2D([], [], ls="", marker="o", ms=5, color=FAMILY_COLORS[f]) for f in fams]
+    handles += [plt.Line2D([], [], ls="", marker="o", ms=5, color="0.3"),
+                plt.Line2D([], [], ls="", marker="o", ms=5, color="0.3", mfc="white")]  # fmt: skip
+    return handles, [*fams, AUG_LABELS["aug"], AUG_LABELS["noaug"]]
+
+
+def _area(params: pd.Series) -> np.ndarray:
+    p = pd.to_numeric(params).to_numpy(float)
+    return 25 + 90 * (p - p.min()) / max(p.max() - p.min(), 1.0)
+
+
+def zoo_lee_vs_accuracy(e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str = "translate_x",
+                        stat: str = "mean_abs") -> Figure:  # fmt: skip
+    """LEE against CIFAR-10 test accuracy (all 10k test images) across the zoo: family by colour, parameters by
+    marker area, augmentation filled / open; each model's earlier checkpoints as small dots on a faint line (its
+    trajectory through training); the least-squares line of log10 LEE on accuracy and its R^2 across the final
+    models (at least five)."""
+    pm = _joined(e2e, zoo, generator, stat)
+    fig, ax = plt.subplots(figsize=(ONE_COL * 1.5, ONE_COL * 1.2))
+    for _, g in pm.sort_values("epoch").groupby("model"):
+        color = FAMILY_COLORS.get(g["family"].iloc[0], FAMILY_COLORS["other"])
+        ax.plot(g["test_top1"], g["lee"], color=color, lw=0.7, alpha=0.35, zorder=1)
+        early = g[~g["final"]]
+        ax.scatter(early["test_top1"], early["lee"], s=6, color=color, alpha=0.5, lw=0, zorder=2)
+    fin = pm[pm["final"]]
+    areas = _area(fin["params"])
+    for (_, r), a in zip(fin.iterrows(), areas):
+        edge = FAMILY_COLORS.get(r["family"], FAMILY_COLORS["other"])
+        ax.scatter(r["test_top1"], r["lee"], s=a, facecolor=_face(r), edgecolor=edge, lw=1.0, zorder=3)
+    fit = _ols(fin["test_top1"].to_numpy(float), np.log10(fin["lee"].to_numpy(float)))
+    if fit is not None:
+        ax.plot(fit["grid"], 10 ** (fit["intercept"] + fit["slope"] * fit["grid"]), color="0.2", lw=1.0, zorder=1)
+        if fit["band"] is not None:
+            ax.fill_between(fit["grid"], *(10 ** fit["band"]), color="0.2", alpha=0.12, lw=0, zorder=0)
+        fit_text = f"least squares on final models: R$^2$ = {fit['r2']:.2f} (n = {len(fin)})"
+    else:
+        fit_text = f"no fit: {len(fin)} final models < 5"
+    ax.set_yscale("log")
+    _plain_log_ticks(ax, "y")
+    ax.set_xlabel("CIFAR-10 test accuracy, all 10k test images (%)")
+    ax.set_ylabel(lee_label(stat, generator) + ", log")
+    handles, names = _family_handles(fin["family"])
+    handles.append(plt.Line2D([], [], color="0.5", lw=0.7, marker="o", ms=2))
+    names.append("earlier checkpoints (trajectory)")
+    ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              title="marker area: parameters")  # fmt: skip
+    n_img = int(pm["n_images"].median())
+    ax.set_title(f"CIFAR-10 zoo: {label(generator)} LEE vs accuracy ({n_img} test images per checkpoint)\n"
+                 f"{fit_text}", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def zoo_lee_through_training(e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str = "translate_x",
+                             stat: str = "mean_abs") -> Figure:  # fmt: skip
+    """LEE through training, one panel per family: median over test images (bootstrap 95 % band) at each checkpoint;
+    line style by size (dashed small, solid medium), markers filled with augmentation and open without."""
+    pm = _joined(e2e, zoo, generator, stat)
+    fams = [f for f in ZOO_FAMILY_ORDER if f in set(pm["family"])]
+    fig, axes = plt.subplots(1, len(fams), figsize=(TWO_COL, 2.4), sharey=True, squeeze=False)
+    for ax, fam in zip(axes[0], fams):
+        color = FAMILY_COLORS[fam]
+        for _, g in pm[pm["family"] == fam].sort_values("epoch").groupby("model"):
+            r = g.iloc[0]
+            ax.fill_between(g["epoch"], g["lo"], g["hi"], color=color, alpha=0.12, lw=0)
+            ax.plot(g["epoch"], g["lee"], ls=SIZE_LINESTYLES.get(r["size"], "-"), color=color, lw=1.0, marker="o",
+                    ms=3.5, mfc=color if r["augment"] == "aug" else "white", mec=color)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(pm["epoch"].unique()), [str(int(e)) for e in sorted(pm["epoch"].unique())])
+        ax.set_title(fam, fontsize=8)
+        ax.set_xlabel("epoch (log scale)")
+    axes[0, 0].set_yscale("log")
+    axes[0, 0].set_ylabel(f"{label(generator)} LEE (log)")
+    handles = [plt.Line2D([], [], ls=ls, color="0.3") for ls in SIZE_LINESTYLES.values()]
+    handles += [plt.Line2D([], [], ls="", marker="o", color="0.3"),
+                plt.Line2D([], [], ls="", marker="o", color="0.3", mfc="white")]  # fmt: skip
+    fig.legend(handles, ["small", "medium", AUG_LABELS["aug"], AUG_LABELS["noaug"]], loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)  # fmt: skip
+    n_img = int(pm["n_images"].median())
+    fig.suptitle(f"CIFAR-10 zoo: {lee_label(stat, generator)} through training (median over {n_img} test "
+                 "images, bootstrap 95 % band)", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def paired_ratios(e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str, stat: str = "mean_abs") -> pd.DataFrame:
+    """Per (family, size) of the final models: the per-image ratios LEE(aug) / LEE(noaug) on the same test images,
+    their median and bootstrap 95 % interval (columns ``family``, ``size``, ``median``, ``lo``, ``hi``, ``n``)."""
+    meta = zoo_meta(zoo)
+    fin = meta[meta["final"]]
+    d = _select_generator(e2e, generator, "zoo end-to-end table")
+    d = d[d["model"].isin(fin.index)].assign(v=lambda t: pd.to_numeric(t[stat]))
+    d = d.join(fin[["family", "size", "augment"]], on="model")
+    rows = []
+    for (fam, size), g in d.groupby(["family", "size"]):
+        w = g.pivot_table(index="image", columns="augment", values="v")
+        if not {"aug", "noaug"} <= set(w.columns):
+            continue
+        r = (w["aug"] / w["noaug"]).dropna().to_numpy(float)
+        lo, hi = bootstrap_ci(r, stat=np.median, n_resamples=1000)
+        rows.append({"family": fam, "size": size, "median": float(np.median(r)), "lo": lo, "hi": hi, "n": len(r)})
+    return pd.DataFrame(rows)
+
+
+def zoo_augmentation_effect(
+    e2e: pd.DataFrame, zoo: pd.DataFrame, generators: Sequence[str] = ("translate_x", "rotate"), stat: str = "mean_abs"
+) -> Figure:
+    """The augmentation effect, paired: per family and size, the median over test images of LEE(trained with crops
+    and flips) / LEE(trained without) of the final models, on the same images, with bootstrap 95 % intervals (log
+    axis; below 1: augmentation made the model more equivariant).  Rotation is a control the augmentation does not
+    contain."""
+    gens = [g for g in generators if g in set(e2e["generator"])]
+    if not gens:
+        raise ValueError(f"zoo_augmentation_effect: none of {list(generators)} in the table")
+    fig, axes = plt.subplots(1, len(gens), figsize=(TWO_COL * 0.8, 2.6), sharey=True, squeeze=False)
+    for ax, g in zip(axes[0], gens):
+        pr = paired_ratios(e2e, zoo, g, stat)
+        if pr.empty:
+            raise ValueError("zoo_augmentation_effect: no family has both augmentation regimes")
+        pr["k"] = pr["family"].map({f: i for i, f in enumerate(ZOO_FAMILY_ORDER)}).fillna(9)
+        pr = pr.sort_values(["k", "size"]).reset_index(drop=True)
+        for i, r in pr.iterrows():
+            color = FAMILY_COLORS.get(r["family"], FAMILY_COLORS["other"])
+            ax.errorbar(r["median"], i, xerr=[[r["median"] - r["lo"]], [r["hi"] - r["median"]]], fmt="o", ms=4,
+                        color=color, elinewidth=0.9)  # fmt: skip
+        ax.axvline(1.0, color="0.5", ls="--", lw=0.8)
+        ax.set_yticks(range(len(pr)), [f"{r.family} {'small' if r.size == 's' else 'medium'}"
+                                        for r in pr.itertuples()])  # fmt: skip
+        ax.set_ylim(len(pr) - 0.5, -0.5)
+        symmetric_ratio_axis(ax, pr[["lo", "hi"]].to_numpy())
+        ax.set_xlabel("LEE ratio, augmented / not (log)")
+        ax.set_title(f"{label(g)}" + (" (in the augmentation)" if g.startswith("translate") else " (control)"),
+                     fontsize=8)  # fmt: skip
+    n = int(pr["n"].median())
+    fig.suptitle(f"CIFAR-10 zoo: effect of training with translations and flips, paired over {n} test images "
+                 "(median, bootstrap 95 % CI)", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def zoo_image_model_check(
+    e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str = "translate_x", stat: str = "mean_abs",
+    image_models: tuple[str, str] = ("bilinear", "central"),
+) -> Figure:  # fmt: skip
+    """Does the family ranking survive a change of image model?  Per final model, the median LEE with the paper's
+    bilinear image model (x) against the bicubic ``central`` one (y), log-log, with the Spearman correlation across
+    models and the family order (by median over the family's models) under each."""
+    from scipy import stats
+
+    _require(e2e, [*E2E_COLUMNS, stat, "image_model"], "zoo_image_model_check")
+    parts = []
+    for im in image_models:
+        d = e2e[e2e["image_model"] == im]
+        if d.empty:
+            raise ValueError(f"zoo_image_model_check: no rows with the {im} image model")
+        parts.append(_joined(d, zoo, generator, stat).add_suffix(f"_{im}"))
+    a, b = image_models
+    both = parts[0].join(parts[1], how="inner")
+    both = both[both[f"final_{a}"].astype(bool)]
+    if both.empty:
+        raise ValueError("zoo_image_model_check: no final model measured under both image models")
+    fig, ax = plt.subplots(figsize=(ONE_COL * 1.45, ONE_COL * 1.1))
+    for _, r in both.iterrows():
+        fam = r[f"family_{a}"]
+        color = FAMILY_COLORS.get(fam, FAMILY_COLORS["other"])
+        ax.scatter(r[f"lee_{a}"], r[f"lee_{b}"], s=30, facecolor=color if r[f"augment_{a}"] == "aug" else "white",
+                   edgecolor=color, lw=1.0, zorder=3)  # fmt: skip
+    vals = both[[f"lee_{a}", f"lee_{b}"]].to_numpy(float)
+    lim = [0.7 * float(vals.min()), 1.4 * float(vals.max())]
+    ax.plot(lim, lim, ls="--", color="0.5", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim)
+    ax.set_box_aspect(1)
+    _plain_log_ticks(ax, "x")
+    _plain_log_ticks(ax, "y")
+    ax.set_xlabel(f"{label(a)}: {label(generator)} LEE (log)")
+    ax.set_ylabel(f"{label(b)}: {label(generator)} LEE (log)")
+    order = {im: " < ".join(both.groupby(f"family_{a}")[f"lee_{im}"].median().sort_values().index)
+             for im in image_models}  # fmt: skip
+    rho = stats.spearmanr(both[f"lee_{a}"], both[f"lee_{b}"]).statistic if len(both) >= MIN_RANK_N else np.nan
+    rho_text = f"Spearman rho {rho:.2f} over {len(both)} models" if np.isfinite(rho) else f"{len(both)} models"
+    handles, names = _family_handles(both[f"family_{a}"])
+    ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    ax.set_title(f"CIFAR-10 zoo, final models: {rho_text}\nfamilies, lowest LEE first: {label(a)}: {order[a]};\n"
+                 f"{label(b)}: {order[b]}", fontsize=7)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def zoo_train_vs_test(test: pd.DataFrame, train: pd.DataFrame, zoo: pd.DataFrame, generator: str = "translate_x",
+                      stat: str = "mean_abs") -> Figure:  # fmt: skip
+    """Per final model, the median LEE on CIFAR-10 training images (y) against test images (x), with y = x: learned
+    equivariance that held only on the training distribution would put points below the diagonal."""
+    a = _joined(test, zoo, generator, stat)
+    b = per_checkpoint(train, generator, stat)
+    both = a[a["final"]].join(b.add_suffix("_train"), how="inner")
+    if both.empty:
+        raise ValueError("zoo_train_vs_test: no final model measured on both training and test images")
+    fig, ax = plt.subplots(figsize=(ONE_COL * 1.45, ONE_COL * 1.1))
+    for _, r in both.iterrows():
+        color = FAMILY_COLORS.get(r["family"], FAMILY_COLORS["other"])
+        ax.errorbar(r["lee"], r["lee_train"], xerr=[[r["lee"] - r["lo"]], [r["hi"] - r["lee"]]],
+                    yerr=[[r["lee_train"] - r["lo_train"]], [r["hi_train"] - r["lee_train"]]], fmt="o", ms=5,
+                    color=color, mfc=color if r["augment"] == "aug" else "white", elinewidth=0.6, zorder=3)  # fmt: skip
+    vals = both[["lo", "hi", "lo_train", "hi_train"]].to_numpy(float)
+    lim = [0.7 * float(vals.min()), 1.4 * float(vals.max())]
+    ax.plot(lim, lim, ls="--", color="0.5", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim)
+    ax.set_box_aspect(1)
+    _plain_log_ticks(ax, "x")
+    _plain_log_ticks(ax, "y")
+    ax.set_xlabel(f"test images: {label(generator)} LEE (log)")
+    ax.set_ylabel(f"training images: {label(generator)} LEE (log)")
+    ratio = float(np.median(both["lee_train"] / both["lee"]))
+    handles, names = _family_handles(both["family"])
+    ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    counts = f"{int(both['n_images'].median())} / {int(both['n_images_train'].median())} images"
+    ax.set_title(f"CIFAR-10 zoo: train vs test LEE, {len(both)} final models\nmedian train / test {ratio:.2f}; "
+                 f"{counts}", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- registration
+
+
+def _zoo_e2e(ctx: FigureContext, run: str | None = None, image_model: str | None = None) -> pd.DataFrame:
+    df = ctx.table(run or ctx.zoo_run, "e2e")
+    if image_model is not None:
+        df = df[df["image_model"] == image_model]
+        if df.empty:
+            raise MissingData(f"run '{run or ctx.zoo_run}' has no end-to-end results and image model {image_model}")
+    return df
+
+
+@figure("zoo_lee_vs_accuracy", "new (zoo)", needs=Needs("zoo", "e2e", min_models=5, min_images=100,
+                                                        text="run `cifar-zoo` / e2e + the zoo table zoo.csv"))
+def _zoo_vs_acc(ctx: FigureContext):
+    """Translation LEE against CIFAR-10 test accuracy across the zoo, with each model's trajectory through training
+    and the least-squares fit across final models: the paper's Fig. 1 (right) trend, with family, size and
+    augmentation controlled."""
+    e2e = _zoo_e2e(ctx, image_model=ctx.image_model)
+    return zoo_lee_vs_accuracy(e2e, ctx.zoo()), note(e2e)
+
+
+@figure("zoo_lee_through_training", "new (zoo)", needs=Needs("zoo", "e2e", min_models=5, min_images=100,
+                                                             text="run `cifar-zoo` / e2e, every checkpoint"))
+def _zoo_training(ctx: FigureContext):
+    """Translation LEE through training, per family, size and augmentation. Whether equivariance is learned early or
+    late, and whether the families separate from initialisation on."""
+    e2e = _zoo_e2e(ctx, image_model=ctx.image_model)
+    return zoo_lee_through_training(e2e, ctx.zoo()), note(e2e)
+
+
+@figure("zoo_augmentation_effect", "new (zoo)", needs=Needs("zoo", "e2e", min_models=2, min_images=100,
+                                                            text="run `cifar-zoo` / e2e, final models"))
+def _zoo_aug(ctx: FigureContext):
+    """How much training with translations (crops) and flips lowers the LEE, per family and size, as paired per-image
+    ratios of the final models (rotation as a control). The paper attributes much learned equivariance to data and
+    augmentation."""
+    e2e = _zoo_e2e(ctx, image_model=ctx.image_model)
+    return zoo_augmentation_effect(e2e, ctx.zoo()), note(e2e)
+
+
+@figure("zoo_image_model_check", "new (zoo)", needs=Needs("zoo", "e2e", min_models=2, min_images=100,
+                                                          text="run `cifar-zoo` / e2e, bilinear and central"))
+def _zoo_im(ctx: FigureContext):
+    """The zoo's final models under the paper's bilinear image model and the bicubic central one. If the family
+    ranking changed, a conclusion about families would be about the image model instead."""
+    e2e = _zoo_e2e(ctx)
+    return zoo_image_model_check(e2e, ctx.zoo()), note(e2e)
+
+
+@figure("zoo_train_vs_test", "new (zoo)", needs=Needs("zoo_train", "e2e", min_models=2, min_images=100,
+                                                      text="runs `cifar-zoo` and `cifar-zoo-train` / e2e"))
+def _zoo_train_test(ctx: FigureContext):
+    """Translation LEE on training against test images for the zoo's final models (the paper's train-vs-test
+    comparison)."""
+    test = _zoo_e2e(ctx, image_model=ctx.image_model)
+    train = _zoo_e2e(ctx, run=ctx.zoo_train_run, image_model=ctx.image_model)
+    return zoo_train_vs_test(test, train, ctx.zoo()), f"test: {note(test)}; train: {note(train)}"
