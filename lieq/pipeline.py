@@ -45,8 +45,10 @@ __all__ = [
 ]
 
 NOTEBOOK_DIR = notebooks_dir()
-#: ``06_your_model`` (any model: torchvision, Hugging Face, encoders, dense outputs) stores nothing; it runs last.
-COMPUTE_NOTEBOOKS = ["00_primer", "01_e2e_sweep", "02_layerwise_sweep", "03_baselines", "04_aliasing", "06_your_model"]
+#: ``06_your_model`` (any model: torchvision, Hugging Face, encoders, dense outputs) stores nothing; ``07_cifar_zoo``
+#: measures the CIFAR-10 zoo trained by ``make zoo`` (the checkpoints that exist).
+COMPUTE_NOTEBOOKS = ["00_primer", "01_e2e_sweep", "02_layerwise_sweep", "03_baselines", "04_aliasing", "06_your_model",
+                     "07_cifar_zoo"]  # fmt: skip
 FIGURE_NOTEBOOKS = ["05_figures"]
 NOTEBOOKS = COMPUTE_NOTEBOOKS + FIGURE_NOTEBOOKS
 
