@@ -167,6 +167,11 @@ def model_label(model: object) -> str:
     """A readable model name: ``tf_efficientnet_lite0.in1k`` -> ``EfficientNet-Lite0``, ``resnet50.a1_in1k`` ->
     ``ResNet-50``; unknown names lose only their pretrained tag (the text after ``.``)."""
     arch = str(model).split(".", 1)[0]
+    zoo = re.fullmatch(r"cifar-(resnet|convnext|vit|mixer)-(s|m)-(aug|noaug)(?:@e(\d+))?", arch)
+    if zoo:  # the CIFAR-10 zoo (lieq.cifar_zoo): "zoo ViT-m, aug, epoch 4"
+        fam = {"resnet": "ResNet", "convnext": "ConvNeXt", "vit": "ViT", "mixer": "Mixer"}[zoo.group(1)]
+        aug = "aug" if zoo.group(3) == "aug" else "no aug"
+        return f"zoo {fam}-{zoo.group(2)}, {aug}" + (f", epoch {zoo.group(4)}" if zoo.group(4) else "")
     for pattern, fmt in _ARCH_LABELS:
         m = re.fullmatch(pattern, arch)
         if m:

@@ -369,3 +369,27 @@ def _zoo_train_test(ctx: FigureContext):
     test = _zoo_e2e(ctx, image_model=ctx.image_model)
     train = _zoo_e2e(ctx, run=ctx.zoo_train_run, image_model=ctx.image_model)
     return zoo_train_vs_test(test, train, ctx.zoo()), f"test: {note(test)}; train: {note(train)}"
+
+
+@figure("zoo_fig4b_cumulative", "Fig. 4 (left), trained here", needs=Needs("zoo", "layerwise", min_images=20,
+                                                                          text="run `cifar-zoo` / layerwise"))
+def _zoo_fig4b(ctx: FigureContext):
+    """Cumulative layerwise translation error of trained CNN, ConvNeXt, ViT and Mixer from the zoo (the largest
+    measured final model of each family), as shares of each model's total in execution order, beside the paper's
+    ViT-Small bars: the paper's Fig. 4 with transformers and Mixers we could train ourselves."""
+    from .layerwise import _paper_bars, _per_image, cumulative_layerwise
+
+    layers = ctx.table(ctx.zoo_run, "layerwise")
+    lw = layers[layers["generator"] == "translate_x"]
+    if "image_model" in lw.columns:
+        lw = lw[lw["image_model"] == ctx.image_model]
+    meta = zoo_meta(ctx.zoo())
+    fin = meta[meta["final"] & meta.index.isin(set(lw["model"]))]
+    if fin.empty:
+        raise MissingData(f"run '{ctx.zoo_run}' has no layerwise results of final zoo models")
+    chosen = [fin[fin["family"] == f].sort_values(["params", "augment"]).index[-1]
+              for f in ZOO_FAMILY_ORDER if (fin["family"] == f).any()]  # fmt: skip
+    paper = _paper_bars(ctx, ("ViT",))
+    fig = cumulative_layerwise(lw, chosen, per_image=_per_image(lw), paper=paper)
+    extra = "; the paper's ViT-Small bars beside" if paper is not None else ""
+    return fig, note(lw[lw["model"].isin(chosen)]) + extra
