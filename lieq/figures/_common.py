@@ -113,6 +113,15 @@ def per_model(e2e: pd.DataFrame, generator: str | None = None, stat: str = "mean
 
 
 MIN_FIT_POINTS = 5
+#: Images per model below which a figure of the aliasing, image-model and layerwise studies is skipped (issue 13).
+MIN_PANEL_IMAGES = 20
+
+
+def _need_images(df: pd.DataFrame, least: int, what: str) -> None:
+    """:class:`MissingData` when some model of ``df`` has fewer than ``least`` images."""
+    per = df.groupby("model")["image"].nunique()
+    if len(per) and int(per.min()) < least:
+        raise MissingData(f"{what}: {per.idxmin()} has {int(per.min())} images; the figure needs >= {least}")
 #: No rank statistic (Spearman rho) over fewer than this many points (with 3 only +-0.5 or +-1 are possible).
 MIN_RANK_N = 5
 #: The numerical floor of a non-negative error measure, relative to the largest value in the same panel: float32

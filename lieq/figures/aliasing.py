@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from ..conventions import CATEGORIES
 from ._common import (
     E2E_COLUMNS,
+    MIN_PANEL_IMAGES,
     _alias,
     _counts,
     _plain_log_ticks,
@@ -401,7 +402,7 @@ def _aliasing_spectra(ctx: FigureContext):
 @figure(
     "lee_vs_input_lowpass",
     "new (aliasing)",
-    needs=Needs("aliasing", "input-smoothness", text="run `aliasing` / input-smoothness"),
+    needs=Needs("aliasing", "input-smoothness", min_images=MIN_PANEL_IMAGES, text="run `aliasing` / input-smoothness"),
 )
 def _lowpass(ctx: FigureContext):
     """End-to-end LEE as the inputs are low-pass filtered (cut-off as a fraction of Nyquist), one line per model, median
@@ -413,7 +414,8 @@ def _lowpass(ctx: FigureContext):
 @figure(
     "layer_shares_vs_input_lowpass",
     "new (aliasing)",
-    needs=Needs("aliasing", "layerwise-smoothness", text="run `aliasing` / layerwise-smoothness"),
+    needs=Needs("aliasing", "layerwise-smoothness", min_images=MIN_PANEL_IMAGES,
+                text="run `aliasing` / layerwise-smoothness"),
 )
 def _layer_lowpass(ctx: FigureContext):
     """Layer-category shares of the layerwise translation error, and its total, as the inputs are low-pass filtered;
@@ -432,7 +434,8 @@ def _layer_lowpass(ctx: FigureContext):
     )
 
 
-@figure("blurpool_vs_plain", "new (aliasing)", needs=Needs("aliasing", "blurpool", text="run `aliasing` / blurpool"))
+@figure("blurpool_vs_plain", "new (aliasing)",
+        needs=Needs("aliasing", "blurpool", min_images=MIN_PANEL_IMAGES, text="run `aliasing` / blurpool"))
 def _blurpool(ctx: FigureContext):
     """LEE of anti-aliased (BlurPool) architectures against their plain counterparts, per pair. Anti-aliased
     downsampling should lower the LEE if aliasing is its cause."""

@@ -15,6 +15,7 @@ from ..conventions import CATEGORIES
 from ..tables import spearman
 from ._common import (
     E2E_COLUMNS,
+    MIN_PANEL_IMAGES,
     MIN_RANK_N,
     _alias,
     _counts,
@@ -208,7 +209,8 @@ for _name, _paper, _caption, _needs, _arg in (
 @figure(
     "layer_shares_by_image_model",
     "new (image model audit)",
-    needs=Needs("image_model", "layerwise-image-model-audit", text="run `image-model` / layerwise-image-model-audit"),
+    needs=Needs("image_model", "layerwise-image-model-audit", min_images=MIN_PANEL_IMAGES,
+                text="run `image-model` / layerwise-image-model-audit"),
 )
 def _layer_image_models(ctx: FigureContext):
     """Share of each layer category in the layerwise error under each continuous image model. Whether the paper's

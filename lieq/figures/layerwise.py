@@ -14,9 +14,20 @@ from matplotlib.figure import Figure
 
 from ..conventions import CATEGORIES
 from ..tables import spearman, stat_column
-from ._common import FLOOR_REL, MIN_RANK_N, _family_of, _layerwise, _require, _select_generator, _short, _subtitle
+from ._common import (
+    FLOOR_REL,
+    MIN_PANEL_IMAGES,
+    MIN_RANK_N,
+    _family_of,
+    _layerwise,
+    _need_images,
+    _require,
+    _select_generator,
+    _short,
+    _subtitle,
+)
 from .registry import FigureContext, MissingData, Needs, figure, note, section
-from .style import CATEGORY_COLORS, ONE_COL, TWO_COL, label, model_label
+from .style import CATEGORY_COLORS, TWO_COL, label, model_label
 
 section(
     "layerwise",
@@ -131,47 +142,56 @@ def cumulative_layerwise(
     return fig
 
 
-def layer_shares_by_generator(layers: pd.DataFrame, model: str, generators: Sequence[str] | None = None) -> Figure:
-    """Paper Fig. 4 (third panel): a generator x layer-category heatmap of one model's shares (%) of its total
-    layerwise error (categories below 0.5 % for every generator are left out).  The title gives the mean pairwise
-    Pearson correlation across generators of the per-layer shares (similar shares across transformations point to
-    a common cause such as aliasing)."""
+def layer_shares_by_generator(
+    layers: pd.DataFrame, model: str | Sequence[str], generators: Sequence[str] | None = None
+) -> Figure:
+    """Paper Fig. 4 (third panel): per model, a generator x layer-category heatmap of its shares (%) of its total
+    layerwise error (categories below 0.5 % for every generator and model are left out), one panel per model on one
+    colour scale.  Each panel's title gives the mean pairwise Pearson correlation across generators of the per-layer
+    shares (similar shares across transformations point to a common cause such as aliasing)."""
     what = "layer_shares_by_generator"
     _require(layers, [*LAYER_COLUMNS, "weights"], what)
-    d = layers[layers["model"] == model]
-    if d.empty:
-        raise ValueError(f"{what}: no layerwise rows for model {model!r}")
-    gens = list(generators) if generators else list(dict.fromkeys(d["generator"]))
-    if len(gens) < 2:
-        raise ValueError(f"{what}: needs at least two generators for {model}, has {gens}")
-    shares = {}
-    for g in gens:
-        m = _layer_means(layers, model, g, what)
-        shares[g] = pd.Series(100 * m["contribution"].to_numpy() / m["contribution"].sum(), index=m["order"])
-    cats = _layer_means(layers, model, gens[0], what).set_index("order")["category"]
-    wide = pd.DataFrame(shares)
-    corr = wide.corr().to_numpy()
-    mean_r = float(corr[np.triu_indices(len(gens), 1)].mean())
-    by_cat = wide.groupby(cats.reindex(wide.index).to_numpy()).sum()  # category x generator, percent of the total
-    cols = [c for c in CATEGORIES if c in by_cat.index and by_cat.loc[c].max() >= 0.5]
-    heat = by_cat.loc[cols, gens].T.to_numpy()
-    fig, ax = plt.subplots(figsize=(ONE_COL * 1.5, 0.32 * len(gens) + 1.5))
-    im = ax.imshow(heat, cmap="Greys", vmin=0, vmax=100, aspect="auto")
-    for i in range(heat.shape[0]):
-        for j in range(heat.shape[1]):
-            v = heat[i, j]
-            ax.text(j, i, f"{v:.0f}" if v >= 0.5 else "<1", ha="center", va="center", fontsize=7,
-                    color="white" if v > 55 else "black")  # fmt: skip
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    for t, c in zip(ax.get_xticklabels(), cols):
-        t.set_color(CATEGORY_COLORS[c])
-    ax.set_yticks(range(len(gens)), [label(g) for g in gens])
-    ax.grid(False)
-    fig.colorbar(im, ax=ax, label="share of the layerwise error (%)", fraction=0.05, pad=0.02)
-    n_img = d["image"].nunique()
-    ax.set_title(f"{model_label(model)}, {n_img} images: layer-category shares per generator\n"
-                 f"(per-layer shares: mean pairwise r = {mean_r:.2f})", fontsize=8)  # fmt: skip
-    fig.tight_layout()
+    models = [model] if isinstance(model, str) else list(model)
+    panels = []
+    for m_name in models:
+        d = layers[layers["model"] == m_name]
+        if d.empty:
+            raise ValueError(f"{what}: no layerwise rows for model {m_name!r}")
+        gens = list(generators) if generators else list(dict.fromkeys(d["generator"]))
+        if len(gens) < 2:
+            raise ValueError(f"{what}: needs at least two generators for {m_name}, has {gens}")
+        shares = {}
+        for g in gens:
+            m = _layer_means(layers, m_name, g, what)
+            shares[g] = pd.Series(100 * m["contribution"].to_numpy() / m["contribution"].sum(), index=m["order"])
+        cats = _layer_means(layers, m_name, gens[0], what).set_index("order")["category"]
+        wide = pd.DataFrame(shares)
+        corr = wide.corr().to_numpy()
+        mean_r = float(corr[np.triu_indices(len(gens), 1)].mean())
+        by_cat = wide.groupby(cats.reindex(wide.index).to_numpy()).sum()  # category x generator, % of the total
+        panels.append((m_name, gens, by_cat, mean_r, d["image"].nunique()))
+    cols = [c for c in CATEGORIES if any(c in p[2].index and p[2].loc[c].max() >= 0.5 for p in panels)]
+    n_gen = max(len(p[1]) for p in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(TWO_COL, 2.5 * len(panels) + 1.0), 0.32 * n_gen + 1.7),
+                             squeeze=False, sharey=True)  # fmt: skip
+    im = None
+    for ax, (m_name, gens, by_cat, mean_r, n_img) in zip(axes[0], panels):
+        heat = by_cat.reindex(cols).fillna(0.0).loc[:, gens].T.to_numpy()
+        im = ax.imshow(heat, cmap="Greys", vmin=0, vmax=100, aspect="auto")
+        for i in range(heat.shape[0]):
+            for j in range(heat.shape[1]):
+                v = heat[i, j]
+                ax.text(j, i, f"{v:.0f}" if v >= 0.5 else "<1", ha="center", va="center", fontsize=7,
+                        color="white" if v > 55 else "black")  # fmt: skip
+        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+        for t, c in zip(ax.get_xticklabels(), cols):
+            t.set_color(CATEGORY_COLORS[c])
+        ax.set_yticks(range(len(gens)), [label(g) for g in gens])
+        ax.grid(False)
+        ax.set_title(f"{model_label(m_name)}\n{n_img} images, r = {mean_r:.2f}", fontsize=7)
+    fig.colorbar(im, ax=list(axes[0]), label="share of the layerwise error (%)", fraction=0.04, pad=0.02)
+    fig.suptitle("Layer-category shares of the layerwise error per generator (r: mean pairwise correlation of the "
+                 "per-layer shares across generators)", fontsize=8, y=1.03)  # fmt: skip
     return fig
 
 
@@ -358,15 +378,18 @@ def _fig4c(ctx: FigureContext):
     many = counts[counts >= 2]
     if many.empty:
         raise MissingData(f"no model of run '{ctx.run}' has layerwise results for two or more generators")
-    names = [n for n in many.index if _short(n) == "resnet50"] or list(many.sort_values().index[-1:])
-    d = layers[layers["model"] == names[0]]
-    return layer_shares_by_generator(layers, names[0]), note(d) + f"; generators: {', '.join(d.generator.unique())}"
+    names = [n for n in many.index if _short(n) == "resnet50"] or _pick_models(
+        layers[layers["model"].isin(many.index)], ctx, None, 4)
+    d = layers[layers["model"].isin(names)]
+    _need_images(d, MIN_PANEL_IMAGES, "fig4c")
+    return layer_shares_by_generator(layers, names), note(d) + f"; generators: {', '.join(d.generator.unique())}"
 
 
 @figure(
     "fig4d_layerwise_lee_vs_eqt",
     "Fig. 4 (right)",
-    needs=Needs("main", "layerwise-baselines", text="layerwise and layerwise-baselines results of the main run"),
+    needs=Needs("main", "layerwise-baselines", min_images=MIN_PANEL_IMAGES,
+                text="layerwise and layerwise-baselines results of the main run"),
 )
 def _fig4d(ctx: FigureContext):
     """Per layer, the layerwise LEE against the layerwise EQ-T / EQ-T_frac (normalised MSE). Values below the numerical

@@ -14,7 +14,9 @@ from matplotlib.figure import Figure
 from ._common import (
     E2E_COLUMNS,
     FLOOR_LEE,
+    MIN_PANEL_IMAGES,
     _family_of,
+    _need_images,
     _plain_log_ticks,
     _require,
     _select_generator,
@@ -207,6 +209,7 @@ def _random_vs_trained(ctx: FigureContext):
         kinds = both["weights"].map(weights_kind)
         if (kinds == "random").any() and (kinds != "random").any():
             trained, rnd = both[kinds != "random"], both[kinds == "random"]
+            _need_images(both, MIN_PANEL_IMAGES, "random_vs_trained")
             data = f"trained: {note(trained)}; random init: {note(rnd)}"
             return random_vs_trained(trained, rnd), data
     except MissingData:
