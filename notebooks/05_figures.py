@@ -190,6 +190,31 @@ show("blurpool_vs_plain")
 show("cifar_resnet_depth")
 
 # %% [markdown]
+# ## New: a controlled zoo trained here (CIFAR-10)
+# Sixteen models trained with one recipe on CIFAR-10: four families (ResNet-style CNN, patchify ConvNeXt, ViT and
+# MLP-Mixer, all patch or stem 2-4 px) x two sizes x two augmentation regimes (none; random crops and flips), with
+# checkpoints through training. Family, size, augmentation and training time change one at a time, which the paper's
+# pretrained models cannot do.
+
+# %%
+show("zoo_lee_vs_accuracy")
+
+# %%
+show("zoo_lee_through_training")
+
+# %%
+show("zoo_augmentation_effect")
+
+# %%
+show("zoo_image_model_check")
+
+# %%
+show("zoo_train_vs_test")
+
+# %%
+show("zoo_fig4b_cumulative")
+
+# %% [markdown]
 # ## Index
 # `figures/README.md` shows every figure with its caption, the paper figure it corresponds to and the data behind it.
 

@@ -83,11 +83,15 @@ def _store(root, run, experiment, table):
 
 def test_index_draws_layer_shares_vs_input_lowpass(tmp_path):
     root = tmp_path / "results"
-    _store(root, "aliasing", "layerwise-smoothness", smoothness_table())
+    _store(root, "aliasing", "layerwise-smoothness", smoothness_table(n_images=20))
     ctx = FigureContext(root=root, out_dir=tmp_path / "figs", dpi=40)
     out = ctx.draw("layer_shares_vs_input_lowpass")
     assert out.status == "drawn", out.reason
-    assert "20 probes per image" in out.data and "2 models x 3 images" in out.data and "weights: pip" in out.data
+    assert "20 probes per image" in out.data and "2 models x 20 images" in out.data and "weights: pip" in out.data
+    _store(tmp_path / "few", "aliasing", "layerwise-smoothness", smoothness_table(n_images=3))
+    few = FigureContext(root=tmp_path / "few", out_dir=tmp_path / "few_figs", dpi=40).draw(
+        "layer_shares_vs_input_lowpass")
+    assert few.status == "skipped" and "needs >= 20" in few.reason  # below the declared minimum: not drawn
     assert (tmp_path / "figs" / "layer_shares_vs_input_lowpass.png").is_file()
 
 
@@ -137,12 +141,14 @@ def test_blurpool_vs_plain_shows_every_pair_and_both_generators():
     fig = F.blurpool_vs_plain(blurpool_table())
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 4  # 2 generators x 2 image models
+    for ax in visible[::2]:  # one row per pair, by its plain member's readable name, then all pairs pooled
+        assert [t.get_text() for t in ax.get_yticklabels()] == [
+            "ResNet-18 vs BlurPool", "ResNet-50 vs BlurPool", "DenseNet-121 vs BlurPool", "all pairs"]  # fmt: skip
     for ax in visible:
-        names = ["densenetblur121d", "resnetblur18", "resnetblur50"]  # readable labels (issue 13)
-        assert [t.get_text() for t in ax.get_yticklabels()] == [F.style.model_label(n) for n in names]
-        assert "median blur/plain 0.50" in ax.get_title()
+        xs = [x for line in ax.lines if line.get_marker() not in ("None", "") for x in line.get_xdata()]
+        assert np.allclose(xs, 0.5)  # the paired per-image ratio blur / plain of the table
     assert {ax.get_title().split(",")[0] for ax in visible} == {"translation x", "rotation"}
-    assert "6 models x 2 images" in fig._suptitle.get_text() and "2 seed(s)" in fig._suptitle.get_text()
+    assert "6 models x 2 images" in fig._suptitle.get_text() and "2 seeds" in fig._suptitle.get_text()
     fig = F.blurpool_vs_plain(blurpool_table(), generator="translate_x")
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 2
     with pytest.raises(ValueError, match="no rows for generator 'scale'"):

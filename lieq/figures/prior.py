@@ -233,7 +233,8 @@ def _random_vs_trained(ctx: FigureContext):
 def _prior(ctx: FigureContext):
     """The architecture's own prior: at random initialisation, how fast the direction of the pooled pre-logit features
     turns under translation (scale-free: no head, no feature scale), by architecture group and family (a), against the
-    softmax LEE the old figure showed (b), which zero-initialised heads pin at exactly 0."""
+    softmax LEE the old figure showed (b). Heads that timm initialises to zero pin the softmax LEE at exactly 0, so (b)
+    measures the head's initial scale, not the architecture."""
     prior = ctx.table(ctx.random_run, "prior")
     if "image_model" in prior.columns:
         prior = prior[prior["image_model"] == ctx.image_model]

@@ -364,8 +364,8 @@ def _zoo_im(ctx: FigureContext):
 @figure("zoo_train_vs_test", "new (zoo)", needs=Needs("zoo_train", "e2e", min_models=2, min_images=100,
                                                       text="runs `cifar-zoo` and `cifar-zoo-train` / e2e"))
 def _zoo_train_test(ctx: FigureContext):
-    """Translation LEE on training against test images for the zoo's final models (the paper's train-vs-test
-    comparison)."""
+    """Translation LEE on training against test images for the zoo's final models, with y = x. The paper compares
+    the two to ask whether equivariance is learned only on the training distribution."""
     test = _zoo_e2e(ctx, image_model=ctx.image_model)
     train = _zoo_e2e(ctx, run=ctx.zoo_train_run, image_model=ctx.image_model)
     return zoo_train_vs_test(test, train, ctx.zoo()), f"test: {note(test)}; train: {note(train)}"
