@@ -154,3 +154,31 @@ def test_forward_engine_matches_double_backward(family):
 def test_layerwise_attribution_runs(family):
     df = layerwise(small(family), cz.normalise(TEST[0][:1]), "translate_x", probes=4)
     assert len(df) > 0 and df["contribution"].notna().all() and (df["e2e"] > 0).all()
+
+
+def test_zoo_names_and_presets_resolve_for_the_runner():
+    from lieq.zoo import ZooError, resolve_models
+
+    finals = resolve_models("cifar-zoo")
+    assert finals == list(cz.ZOO) and len(finals) == 16
+    every = resolve_models("cifar-zoo-checkpoints")
+    assert len(every) == 16 * len(cz.SETTINGS["cpu"].checkpoints) and "cifar-vit-s-aug@e4" in every
+    assert resolve_models("cifar-vit-s-aug@e2,resnet18.a1_in1k") == ["cifar-vit-s-aug@e2", "resnet18.a1_in1k"]
+    with pytest.raises(ZooError, match="unknown zoo model"):
+        resolve_models("cifar-vit-xl-aug")
+
+
+def test_runner_measures_a_zoo_model_on_cifar_images_with_its_accuracy(tmp_path):
+    from lieq.paths import local_data
+    from lieq.results import load
+    from lieq.runner import run_sweep
+
+    folder = local_data("cifar10-test")
+    if folder is None:
+        pytest.skip("no CIFAR-10 test folder in ../shared/data")
+    s = run_sweep("e2e", "cifar-mixer-s-noaug", weights="random", data=f"cifar10:{folder}", n_images=3, run="z",
+                  root=tmp_path, progress=False, config={"generators": "translate_x"})  # fmt: skip
+    assert s.computed == ["cifar-mixer-s-noaug"], s.report()
+    table = load("z", "e2e", root=tmp_path)
+    assert len(table) == 3 and table["label"].between(0, 9).all() and table["correct"].notna().all()
+    assert set(table["input_size"]) == {32}  # CIFAR images at the zoo's own 32 px, not upsampled
