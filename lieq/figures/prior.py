@@ -147,7 +147,8 @@ def random_init_prior(
     order = list(pm.groupby(group)["prior"].median().sort_values().index)
     order += [g for g in dict.fromkeys(flat[group]) if g not in order]
     counts = pm_all[group].value_counts()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(TWO_COL, 0.15 * len(order) + 1.6),
+    height = max(3.0, 0.15 * len(order) + 1.8)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(TWO_COL, height),
                                  gridspec_kw={"width_ratios": (1.25, 1.0), "wspace": 0.06})  # fmt: skip
     sns.stripplot(data=pm, y=group, x="prior", order=order, hue="family", palette=FAMILY_COLORS, size=2.8, ax=ax,
                   jitter=0.2, log_scale=True, legend=False)  # fmt: skip
@@ -179,7 +180,7 @@ def random_init_prior(
     bx.yaxis.set_label_position("right")
     bx.yaxis.tick_right()
     bx.set_xlabel("feature-direction LEE (as in a)")
-    bx.set_ylabel(f"softmax LEE: mean |L p| ({unit}, log)")
+    bx.set_ylabel("softmax LEE: mean |L p| (log)")
     rho = stats.spearmanr(above["prior"], above["softmax"]).statistic if len(above) >= 5 else float("nan")
     rho_text = f"Spearman rho {rho:.2f}, n = {len(above)}" if np.isfinite(rho) else "n < 5"
     bx.set_title(f"(b) softmax LEE (old prior) vs (a): {rho_text}", fontsize=8, loc="left")
@@ -192,11 +193,11 @@ def random_init_prior(
     if len(flat):
         handles.append(plt.Line2D([], [], ls="", marker="x", ms=4, color="0.6"))
         names.append(f"(a) below {FLOOR_FEATURE:g}: {len(flat)} models invariant or insensitive")
-    bx.legend(handles, names, loc="upper left", bbox_to_anchor=(0.0, -0.13), ncol=2, frameon=False)
+    bx.legend(handles, names, loc="upper left", bbox_to_anchor=(-0.05, -0.75 / height), ncol=2, frameon=False)
     n_img = int(pm["n_images"].median())
     images = f"{n_img} image{'s' if n_img != 1 else ''}"
     fig.suptitle(f"Architecture prior at random initialisation: {len(pm_all)} models x {images} "
-                 "(weights: random init, bilinear image model)", fontsize=9, y=1.0)  # fmt: skip
+                 "(weights: random init, bilinear image model)", fontsize=9, y=1 + 0.1 / height)  # fmt: skip
     return fig
 
 
@@ -234,7 +235,9 @@ def _prior(ctx: FigureContext):
     """The architecture's own prior: at random initialisation, how fast the direction of the pooled pre-logit features
     turns under translation (scale-free: no head, no feature scale), by architecture group and family (a), against the
     softmax LEE the old figure showed (b). Heads that timm initialises to zero pin the softmax LEE at exactly 0, so (b)
-    measures the head's initial scale, not the architecture."""
+    measures the head's initial scale; the extremes of (a) are degenerate initialisations instead: low, features that
+    hardly depend on the image (two random images give the same direction in RepVGG, ConvMixer, CaiT); high,
+    exploding activations (EfficientNetV2-RW, feature norm ~1e4)."""
     prior = ctx.table(ctx.random_run, "prior")
     if "image_model" in prior.columns:
         prior = prior[prior["image_model"] == ctx.image_model]
