@@ -238,12 +238,18 @@ def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x"
     sem = img_share.groupby(["model", "lowpass", "category"])["share"].sem()
     pooled = per_img.groupby(["model", "lowpass", "category"]).sum()
     share = pooled / pooled.groupby(["model", "lowpass"]).transform("sum") * 100
-    totals = per_img.groupby(["model", "lowpass", "image"]).sum().groupby(["model", "lowpass"]).agg(["mean", "sem"])
+    img_totals = per_img.groupby(["model", "lowpass", "image"]).sum()
     models = list(dict.fromkeys(d["model"]))
     cuts = sorted(d["lowpass"].unique(), reverse=True)  # unfiltered first, smoothest last
     xs = {c: i for i, c in enumerate(cuts)}
     labels = [f"{c:g}" if c < np.sqrt(2) else "none" for c in cuts]
-    fig, axes = plt.subplots(1, len(models) + 1, figsize=(2.9 * (len(models) + 1) + 1.0, 3.0), squeeze=False)
+    ncol = 2 if len(models) + 1 > 2 else len(models) + 1
+    nrow = int(np.ceil((len(models) + 1) / ncol))
+    fig, grid = plt.subplots(nrow, ncol, figsize=(TWO_COL, 2.3 * nrow + 0.9), squeeze=False, sharex=True)
+    flat = list(grid.flat)
+    for extra in flat[len(models) + 1 :]:
+        extra.set_visible(False)
+    axes = np.array([flat[: len(models) + 1]])
     for ax, m in zip(axes[0], models):
         w = share.loc[m].unstack("category").reindex(cuts).fillna(0)
         e = sem.loc[m].unstack("category").reindex(cuts)
@@ -254,29 +260,30 @@ def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x"
         ax.set_ylim(0, 100)
         n_img = d.loc[d.model == m, "image"].nunique()
         ax.set_title(f"{model_label(m)} ({n_img} images)", fontsize=8)
-    axes[0, 0].set_ylabel(f"share of layerwise {label(generator)} error (%)", fontsize=7)
-    axes[0, 0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    for ax in axes[0, :-1]:
+        ax.set_ylabel("share of the layerwise error (%)", fontsize=7)
     tax = axes[0, -1]
-    for i, m in enumerate(models):
-        t = totals.loc[m].reindex(cuts)
-        tax.errorbar(
-            [xs[v] for v in t.index],
-            t["mean"],
-            yerr=t["sem"].fillna(0),
-            marker=MODEL_MARKERS[i % 10],
-            ls=MODEL_LINESTYLES[i % 6],
-            ms=3,
-            capsize=2,
-            color=WEIGHTS_COLOR,
-            label=model_label(m),
-        )
+    for i, m in enumerate(models):  # heavy-tailed totals: median over images, bootstrap 95 % interval
+        med, lo, hi = [], [], []
+        for c in cuts:
+            v = img_totals.loc[(m, c)].to_numpy(float)
+            a, b = bootstrap_ci(v, stat=np.median, n_resamples=500)
+            med.append(float(np.median(v)))
+            lo.append(med[-1] - a)
+            hi.append(b - med[-1])
+        tax.errorbar([xs[c] for c in cuts], med, yerr=[lo, hi], marker=MODEL_MARKERS[i % 10], ms=3, capsize=2,
+                     ls=MODEL_LINESTYLES[i % 6], color=WEIGHTS_COLOR, label=model_label(m))  # fmt: skip
     tax.set_yscale("log")
-    tax.set_title("total layerwise error (mean over images)", fontsize=8)
-    tax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    tax.set_title("total layerwise error (median, bootstrap 95 % CI)", fontsize=8)
+    tax.set_ylabel("sum of the layer contributions (log)", fontsize=7)
     for ax in axes[0]:
         ax.set_xticks(range(len(cuts)), labels)
-        ax.set_xlabel("input low-pass cut-off (fraction of Nyquist)", fontsize=7)
         ax.tick_params(labelsize=7)
+    fig.supxlabel("input low-pass cut-off (fraction of Nyquist)", fontsize=8)
+    h1, l1 = axes[0, 0].get_legend_handles_labels()
+    h2, l2 = tax.get_legend_handles_labels()
+    fig.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(l1) + len(l2),
+               frameon=False, title="shares: mean over images, SE; categories by colour, models by marker")  # fmt: skip
     probes = ""
     if "probes" in d.columns:
         vals = sorted({int(p) for p in d["probes"].dropna().unique()})
@@ -284,8 +291,8 @@ def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x"
     n_img = d.groupby("model")["image"].nunique()
     imgs = str(n_img.iloc[0]) if n_img.nunique() == 1 else f"{n_img.min()}-{n_img.max()}"
     im = _single(d, "image_model", what)
-    fig.suptitle(f"Layer-category shares vs input smoothness ({label(generator)}, {im or '?'} image model) — weights: "
-                 f"{source}; {len(models)} models x {imgs} images{probes}", fontsize=8)  # fmt: skip
+    fig.suptitle(f"Layer-category shares vs input smoothness ({label(generator)}, {label(im or '?')}; weights: "
+                 f"{source}; {len(models)} models x {imgs} images{probes})", fontsize=8)  # fmt: skip
     fig.tight_layout()
     return fig
 
