@@ -68,12 +68,12 @@ def image_model_sensitivity(e2e: pd.DataFrame, generator: str = "translate_x", s
     ax.set_xlabel(lee_label(stat, generator, log=True))
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=min(5, len(order)), frameon=False)
     if len(wide) >= MIN_RANK_N:
-        rho = pd.DataFrame(index=order, columns=order, dtype=float)
+        rho = pd.DataFrame(index=[label(o) for o in order], columns=[label(o) for o in order], dtype=float)
         for a in order:
             for b in order:
                 pair = np.column_stack([wide[a].to_numpy(float), wide[b].to_numpy(float)])
                 pair = pair[np.isfinite(pair).all(1)]
-                rho.loc[a, b] = spearman(pair[:, 0], pair[:, 1])[0]
+                rho.loc[label(a), label(b)] = spearman(pair[:, 0], pair[:, 1])[0]
         sns.heatmap(rho, annot=True, fmt=".2f", vmin=-1, vmax=1, cmap="vlag", ax=ax2, cbar=False,
                     annot_kws={"size": 7})  # fmt: skip
         ax2.set_title(f"Spearman rank correlation of models (n = {len(wide)})", fontsize=8)
