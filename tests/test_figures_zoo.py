@@ -37,8 +37,9 @@ def synthetic_zoo(rng) -> pd.DataFrame:
                 name = f"cifar-{fam}-{size}-{aug}"
                 for e in EPOCHS:
                     acc = 0.3 + 0.03 * e + 0.05 * (size == "m") + 0.02 * k + rng.normal(0, 0.01)
-                    rows.append({"tag": name if e == EPOCHS[-1] else f"{name}@e{e}", "model": name, "family": fam,
-                                 "size": size, "augment": aug, "params": params, "epoch": e, "test_acc": acc})  # fmt: skip
+                    tag = name if e == EPOCHS[-1] else f"{name}@e{e}"
+                    rows.append({"tag": tag, "model": name, "family": fam, "size": size, "augment": aug,
+                                 "params": params, "epoch": e, "test_acc": acc})  # fmt: skip
     return pd.DataFrame(rows)
 
 
