@@ -95,6 +95,16 @@ def _family_handles(families: Sequence[str]) -> tuple[list, list]:
     return handles, [*fams, AUG_LABELS["aug"], AUG_LABELS["noaug"]]
 
 
+def _identity_log_axes(ax, values: np.ndarray) -> None:
+    """Square log-log axes covering ``values`` (with a margin), and the diagonal y = x (dashed)."""
+    lim = [0.7 * float(np.nanmin(values)), 1.4 * float(np.nanmax(values))]
+    ax.plot(lim, lim, ls="--", color="0.5", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim)
+    ax.set_box_aspect(1)
+    _plain_log_ticks(ax, "x")
+    _plain_log_ticks(ax, "y")
+
+
 def _area(params: pd.Series) -> np.ndarray:
     p = pd.to_numeric(params).to_numpy(float)
     return 25 + 90 * (p - p.min()) / max(p.max() - p.min(), 1.0)
@@ -256,13 +266,7 @@ def zoo_image_model_check(
         color = FAMILY_COLORS.get(fam, FAMILY_COLORS["other"])
         ax.scatter(r[f"lee_{a}"], r[f"lee_{b}"], s=30, facecolor=color if r[f"augment_{a}"] == "aug" else "white",
                    edgecolor=color, lw=1.0, zorder=3)  # fmt: skip
-    vals = both[[f"lee_{a}", f"lee_{b}"]].to_numpy(float)
-    lim = [0.7 * float(vals.min()), 1.4 * float(vals.max())]
-    ax.plot(lim, lim, ls="--", color="0.5", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim)
-    ax.set_box_aspect(1)
-    _plain_log_ticks(ax, "x")
-    _plain_log_ticks(ax, "y")
+    _identity_log_axes(ax, both[[f"lee_{a}", f"lee_{b}"]].to_numpy(float))
     ax.set_xlabel(f"{label(a)}: {label(generator)} LEE (log)")
     ax.set_ylabel(f"{label(b)}: {label(generator)} LEE (log)")
     order = {im: " < ".join(both.groupby(f"family_{a}")[f"lee_{im}"].median().sort_values().index)
@@ -292,13 +296,7 @@ def zoo_train_vs_test(test: pd.DataFrame, train: pd.DataFrame, zoo: pd.DataFrame
         ax.errorbar(r["lee"], r["lee_train"], xerr=[[r["lee"] - r["lo"]], [r["hi"] - r["lee"]]],
                     yerr=[[r["lee_train"] - r["lo_train"]], [r["hi_train"] - r["lee_train"]]], fmt="o", ms=5,
                     color=color, mfc=color if r["augment"] == "aug" else "white", elinewidth=0.6, zorder=3)  # fmt: skip
-    vals = both[["lo", "hi", "lo_train", "hi_train"]].to_numpy(float)
-    lim = [0.7 * float(vals.min()), 1.4 * float(vals.max())]
-    ax.plot(lim, lim, ls="--", color="0.5", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim)
-    ax.set_box_aspect(1)
-    _plain_log_ticks(ax, "x")
-    _plain_log_ticks(ax, "y")
+    _identity_log_axes(ax, both[["lo", "hi", "lo_train", "hi_train"]].to_numpy(float))
     ax.set_xlabel(f"test images: {label(generator)} LEE (log)")
     ax.set_ylabel(f"training images: {label(generator)} LEE (log)")
     ratio = float(np.median(both["lee_train"] / both["lee"]))
