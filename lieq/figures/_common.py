@@ -180,12 +180,17 @@ def _subtitle(df: pd.DataFrame, what: str, allow_mixed: bool = False) -> str:
 
 def _plain_log_ticks(ax, axis: str = "x") -> None:
     """Log axis with unlabelled minor ticks (labels of 2x10^-2, 3x10^-2, ... overlap on narrow ranges)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
     if lo > 0 and hi / lo < 30:  # less than ~1.5 decades: label 1, 2, 5 x 10^k
-        target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ticks = [m * 10.0**k for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+                 for m in (1.0, 2.0, 5.0)]  # fmt: skip
+        inside = [t for t in ticks if lo <= t <= hi]
+        if len(inside) < 2:  # under a factor ~2.5: three round values across the range instead
+            inside = sorted({float(f"{v:.2g}") for v in np.geomspace(lo * 1.08, hi / 1.08, 3)})
+        target.set_major_locator(FixedLocator(inside))
         target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     target.set_minor_formatter(NullFormatter())
 
