@@ -497,6 +497,11 @@ def run_sweep(
             summary.skipped.append(tag)
             if detail.startswith("legacy:"):
                 summary.legacy.append(tag)
+            elif not dry_run:  # a process killed between saving the result and releasing its claim left a marker
+                claim = _Claim(results.result_path(run, experiment, tag, key, root))
+                record = claim.read()
+                if record is not None and not claim.alive_elsewhere(record):
+                    claim.release()
         elif state == "failed" and not retry_failed:
             summary.failed[tag] = f"(recorded earlier) {detail}"
         else:

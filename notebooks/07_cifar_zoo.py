@@ -38,6 +38,7 @@ if "google.colab" in sys.modules:
     subprocess.run(["pip", "install", "-q", "lieq[dev] @ git+https://github.com/OWNER/lieq"], check=True)
 
 # %% tags=["parameters"]
+PROFILE = "embedded"  # the run profile `make results` passes; unused here (the zoo has its own settings below)
 SETTING = "cpu"  # the zoo's training setting (lieq.cifar_zoo.SETTINGS): cpu | gpu
 TEST_DATA = None  # CIFAR-10 test folder; None: ../shared/data/cifar10-test if present, else the torchvision download
 TRAIN_DATA = None  # CIFAR-10 training folder; None: ../shared/data/cifar10-train if present, else torchvision
@@ -47,6 +48,7 @@ LAYERWISE_IMAGES = 50  # images x PROBES probes per final model, layerwise
 PROBES = 100
 BASELINE_IMAGES = 200  # test images per final model, baselines
 DEVICE = "auto"  # auto | cpu | cuda
+RUN = None  # unused: the zoo's runs are cifar-zoo, cifar-zoo-train and cifar-zoo-generators
 RESULTS_ROOT = None  # None: data/results of the checkout (or $LIEQ_RESULTS)
 SMOKE = False  # one random-init zoo model on two images: for the tests
 

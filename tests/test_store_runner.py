@@ -167,7 +167,7 @@ def test_one_spelling_every_stored_study_is_a_registered_experiment():
 def test_committed_results_keep_their_configuration_hashes():
     """The registered experiments bind to the same configuration as the committed results, so they stay done."""
     from lieq.experiments import get
-    from lieq.runner import sweep_config
+    from lieq.runner import images_key, load_sweep_data, stored_state, sweep_config
 
     root = Path(__file__).resolve().parents[1] / "data" / "results"
     tag = "tf_efficientnet_lite0.in1k"
@@ -181,10 +181,16 @@ def test_committed_results_keep_their_configuration_hashes():
     ]:
         weights = "random" if run == "random-init" else "pip"
         model = "resnet18.a1_in1k" if run == "random-init" else tag
-        key = sweep_config(get(experiment).config(user), weights, "imagenet-sample", n_images, 0)
-        path = results.result_path(run, experiment, model, key, root)
-        assert path.is_file(), (experiment, path.name)
-        assert results.read_result(path)["config_hash"].iloc[0] == results.config_hash(key)
+        legacy = sweep_config(get(experiment).config(user), weights, "imagenet-sample", n_images, 0)
+        # results computed since image fingerprints exist are keyed by the images too (lieq.runner.images_key)
+        images = load_sweep_data(str(SAMPLE), n_images, 0) if SAMPLE.is_dir() else None
+        key = images_key(legacy, images)
+        state, detail = stored_state(run, experiment, model, key, legacy, images, root)
+        assert state == "done", (run, experiment, detail)
+        path = Path(detail.removeprefix("legacy:")) if detail.startswith("legacy:") else None
+        path = path or results.result_path(run, experiment, model, key, root)
+        stored = results.read_result(path)["config_hash"].iloc[0]
+        assert stored in (results.config_hash(key), results.config_hash(legacy)), (experiment, path.name)
 
 
 @pytest.fixture(scope="module")

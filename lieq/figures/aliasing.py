@@ -245,10 +245,10 @@ def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x"
     labels = [f"{c:g}" if c < np.sqrt(2) else "none" for c in cuts]
     ncol = 2 if len(models) + 1 > 2 else len(models) + 1
     nrow = int(np.ceil((len(models) + 1) / ncol))
-    fig, grid = plt.subplots(nrow, ncol, figsize=(TWO_COL, 2.3 * nrow + 0.9), squeeze=False, sharex=True)
+    fig, grid = plt.subplots(nrow, ncol, figsize=(TWO_COL, 2.3 * nrow + 0.9), squeeze=False)
     flat = list(grid.flat)
     for extra in flat[len(models) + 1 :]:
-        extra.set_visible(False)
+        fig.delaxes(extra)
     axes = np.array([flat[: len(models) + 1]])
     for ax, m in zip(axes[0], models):
         w = share.loc[m].unstack("category").reindex(cuts).fillna(0)
@@ -291,8 +291,8 @@ def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x"
     n_img = d.groupby("model")["image"].nunique()
     imgs = str(n_img.iloc[0]) if n_img.nunique() == 1 else f"{n_img.min()}-{n_img.max()}"
     im = _single(d, "image_model", what)
-    fig.suptitle(f"Layer-category shares vs input smoothness ({label(generator)}, {label(im or '?')}; weights: "
-                 f"{source}; {len(models)} models x {imgs} images{probes})", fontsize=8)  # fmt: skip
+    fig.suptitle(f"Layer-category shares vs input smoothness ({label(generator)}, image model {label(im or '?')}; "
+                 f"weights: {source}; {len(models)} models x {imgs} images{probes})", fontsize=8)  # fmt: skip
     fig.tight_layout()
     return fig
 
