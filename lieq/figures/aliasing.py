@@ -291,8 +291,8 @@ def layer_shares_vs_lowpass(layers: pd.DataFrame, generator: str = "translate_x"
     n_img = d.groupby("model")["image"].nunique()
     imgs = str(n_img.iloc[0]) if n_img.nunique() == 1 else f"{n_img.min()}-{n_img.max()}"
     im = _single(d, "image_model", what)
-    fig.suptitle(f"Layer-category shares vs input smoothness ({label(generator)}, image model {label(im or '?')}; "
-                 f"weights: {source}; {len(models)} models x {imgs} images{probes})", fontsize=8)  # fmt: skip
+    fig.suptitle(f"Layer-category shares vs input smoothness ({label(generator)}, image model {label(im or '?')})\n"
+                 f"weights: {source}; {len(models)} models x {imgs} images{probes}", fontsize=8)  # fmt: skip
     fig.tight_layout()
     return fig
 
