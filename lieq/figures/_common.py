@@ -195,6 +195,19 @@ def _plain_log_ticks(ax, axis: str = "x") -> None:
     target.set_minor_formatter(NullFormatter())
 
 
+def median_ci(df: pd.DataFrame, stat: str, keys: list[str], n_resamples: int = 500) -> pd.DataFrame:
+    """Per group of ``keys``: the median of ``stat`` over the group's rows (``med``), its bootstrap 95 % interval
+    (``lo``, ``hi``) and the number of images (``n_images``): the summary of a heavy-tailed per-image LEE."""
+    rows = []
+    for key, g in df.groupby(keys):
+        v = pd.to_numeric(g[stat]).to_numpy(float)
+        lo, hi = bootstrap_ci(v, stat=np.median, n_resamples=n_resamples)
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key)), "med": float(np.median(v)), "lo": lo, "hi": hi,
+                     "n_images": g["image"].nunique()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def symmetric_ratio_axis(ax, values, axis: str = "x", least: float = 2.0) -> None:
     """A log axis for ratios, symmetric about 1 (``1/r .. r``, at least ``1/least .. least``), ticked 1-2-5."""
     v = np.asarray([x for x in np.ravel(values) if np.isfinite(x) and x > 0], float)

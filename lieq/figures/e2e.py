@@ -23,7 +23,7 @@ from ._common import (
     _select_generator,
     _subtitle,
     _weights_label,
-    bootstrap_ci,
+    median_ci,
     per_model,
 )
 from .fig1 import _e2e_main
@@ -60,12 +60,8 @@ def lee_vs_accuracy_by_generator(
     _require(e2e, [*E2E_COLUMNS, stat, "correct", "weights"], what)
     title2 = _subtitle(e2e, what)
     pm = per_model(e2e, None, stat)
-    med = []
-    for (m, g), grp_ in e2e.groupby(["model", "generator"]):
-        v = pd.to_numeric(grp_[stat]).to_numpy(float)
-        lo, hi = bootstrap_ci(v, stat=np.median, n_resamples=500)
-        med.append({"model": m, "generator": g, "med": float(np.median(v)), "lo": lo, "hi": hi})
-    pm = pm.merge(pd.DataFrame(med), on=["model", "generator"]).assign(lee=lambda t: t["med"])
+    med = median_ci(e2e, stat, ["model", "generator"]).drop(columns="n_images")
+    pm = pm.merge(med, on=["model", "generator"]).assign(lee=lambda t: t["med"])
     pm = pm.merge(_family_of(models, e2e["model"].unique()), on="model", how="left")
     gens = list(dict.fromkeys(e2e["generator"]))
     ncol = min(4, len(gens))
@@ -176,14 +172,8 @@ def lee_by_group(
 
 
 def _medians(df: pd.DataFrame, stat: str) -> pd.DataFrame:
-    """Per model: the median of ``stat`` over images (``lee``), its bootstrap 95 % interval (``lo``, ``hi``) and
-    ``n_images``."""
-    rows = []
-    for model, g in df.groupby("model"):
-        v = pd.to_numeric(g[stat]).to_numpy(float)
-        lo, hi = bootstrap_ci(v, stat=np.median, n_resamples=1000)
-        rows.append({"model": model, "lee": float(np.median(v)), "lo": lo, "hi": hi, "n_images": g["image"].nunique()})
-    return pd.DataFrame(rows)
+    """Per model: the median of ``stat`` over images (``lee``), its bootstrap 95 % interval and ``n_images``."""
+    return median_ci(df, stat, ["model"], n_resamples=1000).rename(columns={"med": "lee"})
 
 
 def ood_vs_id(

@@ -26,6 +26,7 @@ from ._common import (
     _require,
     _select_generator,
     bootstrap_ci,
+    median_ci,
     symmetric_ratio_axis,
 )
 from .registry import FigureContext, MissingData, Needs, figure, note, section
@@ -65,15 +66,10 @@ def per_checkpoint(e2e: pd.DataFrame, generator: str, stat: str = "mean_abs") ->
     count and the top-1 (%) on the same images when recorded."""
     _require(e2e, [*E2E_COLUMNS, stat], "zoo end-to-end table")
     d = _select_generator(e2e, generator, "zoo end-to-end table")
-    rows = []
-    for tag, g in d.groupby("model"):
-        v = pd.to_numeric(g[stat]).to_numpy(float)
-        lo, hi = bootstrap_ci(v, stat=np.median, n_resamples=500)
-        row = {"tag": tag, "lee": float(np.median(v)), "lo": lo, "hi": hi, "n_images": g["image"].nunique()}
-        if "correct" in g:
-            row["top1_same"] = 100 * float(g.drop_duplicates("image")["correct"].mean())
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("tag")
+    out = median_ci(d, stat, ["model"]).rename(columns={"model": "tag", "med": "lee"}).set_index("tag")
+    if "correct" in d:
+        out["top1_same"] = 100 * d.drop_duplicates(["model", "image"]).groupby("model")["correct"].mean()
+    return out
 
 
 def _joined(e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str, stat: str) -> pd.DataFrame:
