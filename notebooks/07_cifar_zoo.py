@@ -22,8 +22,10 @@
 # augmentation under one recipe, with checkpoints through training. Every measurement is a registered experiment run
 # by the sweep runner on the zoo's catalogue names (`cifar-vit-s-aug`, `cifar-vit-s-aug@e4`, weights `zoo`):
 #
-# 1. end to end, the paper's 8 generators, on CIFAR-10 test images for every checkpoint, with the `bilinear` and
-#    `central` image models (run `cifar-zoo`), and on training images for the final models (run `cifar-zoo-train`);
+# 1. end to end, the paper's 8 generators, on CIFAR-10 test images: every checkpoint with the `bilinear` image model,
+#    the final models also with `central` (run `cifar-zoo`; the intermediate checkpoints are not measured under
+#    `central`, to keep the CPU run within its budget, and no figure uses them), and on training images for the final
+#    models (run `cifar-zoo-train`);
 # 2. layerwise (translation; all five layerwise generators for the medium model of each family), final models;
 # 3. the finite / discrete baselines (EQ-T, EQ-T_frac, consistency) on the final models.
 #
@@ -39,6 +41,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 PROFILE = "embedded"  # the run profile `make results` passes; unused here (the zoo has its own settings below)
+DATA = None  # the image source `make results` passes; unused here (CIFAR-10 from TEST_DATA / TRAIN_DATA)
 SETTING = "cpu"  # the zoo's training setting (lieq.cifar_zoo.SETTINGS): cpu | gpu
 TEST_DATA = None  # CIFAR-10 test folder; None: ../shared/data/cifar10-test if present, else the torchvision download
 TRAIN_DATA = None  # CIFAR-10 training folder; None: ../shared/data/cifar10-train if present, else torchvision
@@ -93,12 +96,13 @@ def sweep(experiment: str, models: list[str], run: str, data: str, n_images: int
 
 
 # %% [markdown]
-# ## 1. End to end, every checkpoint, two image models; final models on training images
+# ## 1. End to end: every checkpoint (bilinear), final models also under `central` and on training images
 
 # %%
 test_data, train_data = cifar("test", TEST_DATA), cifar("train", TRAIN_DATA)
-for image_model in ("bilinear",) if SMOKE else ("bilinear", "central"):
-    print(sweep("e2e", trained, "cifar-zoo", test_data, N_TEST, image_model=image_model))
+print(sweep("e2e", trained, "cifar-zoo", test_data, N_TEST, image_model="bilinear"))
+if not SMOKE:
+    print(sweep("e2e", finals, "cifar-zoo", test_data, N_TEST, image_model="central"))
 print(sweep("e2e", finals, "cifar-zoo-train", train_data, N_TRAIN))
 
 # %% [markdown]
