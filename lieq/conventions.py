@@ -48,6 +48,9 @@ __all__ = [
     "PRECISIONS",
     "SPATIAL_GENERATORS",
     "STORE",
+    "ZOO_GENERATORS_RUN",
+    "ZOO_RUN",
+    "ZOO_TRAIN_RUN",
     "BaselineMetric",
     "GeneratorSpec",
     "algebra_element",
@@ -285,6 +288,7 @@ def partner_components(partner: str) -> tuple[str, ...]:
 #: each.  One spelling everywhere: the name is also the store folder ``data/results/<run>/<name>/``.
 EXPERIMENTS: dict[str, str] = {
     "e2e": "lieq.metrics",
+    "e2e-normalised": "lieq.metrics",
     "layerwise": "lieq.attribution",
     "baselines": "lieq.baselines",
     "layerwise-baselines": "lieq.layerwise_baselines",
@@ -302,6 +306,9 @@ EXPERIMENTS: dict[str, str] = {
 }
 #: Runs of the aliasing / image-model / training studies (notebooks/04_aliasing).
 ALIASING_RUN, IMAGE_MODEL_RUN, CIFAR_RUN = "aliasing", "image-model", "cifar-resnet"
+#: Runs of the CIFAR-10 zoo trained here (notebooks/07_cifar_zoo): test images (every checkpoint), training images
+#: (final models), and the five layerwise generators (medium models).
+ZOO_RUN, ZOO_TRAIN_RUN, ZOO_GENERATORS_RUN = "cifar-zoo", "cifar-zoo-train", "cifar-zoo-generators"
 #: The committed result store (``data/results/<run>/<experiment>/``): run -> experiments stored under it.
 STORE: dict[str, tuple[str, ...]] = {
     "embedded": ("e2e", "layerwise", "baselines", "layerwise-baselines"),
@@ -318,6 +325,9 @@ STORE: dict[str, tuple[str, ...]] = {
     ),
     IMAGE_MODEL_RUN: ("image-model-audit", "layerwise-image-model-audit", "e2e"),
     CIFAR_RUN: ("cifar-accuracy", "cifar-lee"),
+    ZOO_RUN: ("e2e", "e2e-normalised", "layerwise", "baselines"),
+    ZOO_TRAIN_RUN: ("e2e",),
+    ZOO_GENERATORS_RUN: ("layerwise",),
 }
 
 #: Floating-point precisions of a measurement (:mod:`lieq.precision`): strict IEEE float32 (the default; TF32 off),

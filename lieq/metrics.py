@@ -209,3 +209,45 @@ def e2e_experiment(
         image_ids=image_ids,
         progress=progress,
     )
+
+
+@register(
+    "e2e-normalised",
+    description="normalised end-to-end softmax LEE: ||L_g p|| / (||v_g|| s(x)), s = random-direction sensitivity",
+)
+def e2e_normalised_experiment(
+    model,
+    inputs,
+    labels,
+    image_ids,
+    seed,
+    *,
+    generators: str = "translate_x",
+    image_model: str = "bilinear",
+    sensitivity_draws: int = 4,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Runner experiment ``e2e-normalised``: :func:`e2e_lee` with ``normalised=True`` (module docstring).
+
+    The unit-free LEE of the class probabilities, the Lie derivative's norm divided by the output change for a random
+    input perturbation of the same norm (``sensitivity_draws`` Gaussian directions per image, seeded by the sweep's
+    ``seed`` and the image's index).  Raw softmax LEE is small wherever the probabilities barely move at all (an
+    untrained network's near-uniform output); the ratio separates *equivariance* from mere *insensitivity*, which is
+    what following a model through training needs.  Columns as :func:`e2e_lee` (``mean_abs``, ``mean_sq`` too) plus
+    ``normalised`` and ``sensitivity``.
+    """
+    return e2e_lee(
+        model,
+        inputs,
+        labels=labels,
+        generators=generators,
+        image_model=image_model,
+        batch_size=int(batch_size),
+        image_ids=image_ids,
+        progress=progress,
+        normalised=True,
+        sensitivity_draws=int(sensitivity_draws),
+        seed=int(seed),
+    )
+

@@ -26,6 +26,9 @@
 #    the final models also with `central` (run `cifar-zoo`; the intermediate checkpoints are not measured under
 #    `central`, to keep the CPU run within its budget, and no figure uses them), and on training images for the final
 #    models (run `cifar-zoo-train`);
+#    Every checkpoint also gets the *normalised* translation LEE (experiment `e2e-normalised`: the Lie derivative's
+#    norm over the output change for a random perturbation of the same size), which tells a model that has become
+#    equivariant from one whose output simply does not move yet (an untrained network's near-uniform softmax);
 # 2. layerwise (translation; all five layerwise generators for the medium model of each family), final models;
 # 3. the finite / discrete baselines (EQ-T, EQ-T_frac, consistency) on the final models.
 #
@@ -47,6 +50,7 @@ TEST_DATA = None  # CIFAR-10 test folder; None: ../shared/data/cifar10-test if p
 TRAIN_DATA = None  # CIFAR-10 training folder; None: ../shared/data/cifar10-train if present, else torchvision
 N_TEST = 500  # test images per checkpoint, end to end
 N_TRAIN = 500  # training images per final model, end to end
+NORMALISED_IMAGES = 100  # test images per checkpoint, normalised translation LEE (e2e-normalised)
 LAYERWISE_IMAGES = 50  # images x PROBES probes per final model, layerwise
 PROBES = 100
 BASELINE_IMAGES = 200  # test images per final model, baselines
@@ -60,6 +64,7 @@ import pandas as pd
 from IPython.display import display
 
 from lieq import cifar_zoo, results
+from lieq.conventions import ZOO_GENERATORS_RUN, ZOO_RUN, ZOO_TRAIN_RUN
 from lieq.paths import local_data, results_root
 from lieq.pipeline import check_sweep, pick_device
 from lieq.runner import run_sweep
@@ -100,22 +105,23 @@ def sweep(experiment: str, models: list[str], run: str, data: str, n_images: int
 
 # %%
 test_data, train_data = cifar("test", TEST_DATA), cifar("train", TRAIN_DATA)
-print(sweep("e2e", trained, "cifar-zoo", test_data, N_TEST, image_model="bilinear"))
+print(sweep("e2e", trained, ZOO_RUN, test_data, N_TEST, image_model="bilinear"))
 if not SMOKE:
-    print(sweep("e2e", finals, "cifar-zoo", test_data, N_TEST, image_model="central"))
-print(sweep("e2e", finals, "cifar-zoo-train", train_data, N_TRAIN))
+    print(sweep("e2e", finals, ZOO_RUN, test_data, N_TEST, image_model="central"))
+print(sweep("e2e", finals, ZOO_TRAIN_RUN, train_data, N_TRAIN))
+print(sweep("e2e-normalised", trained, ZOO_RUN, test_data, NORMALISED_IMAGES))  # translate_x, 4 draws
 
 # %% [markdown]
 # ## 2. Layerwise attribution (final models) and 3. the baselines
 
 # %%
 if not SMOKE:
-    print(sweep("layerwise", finals, "cifar-zoo", test_data, LAYERWISE_IMAGES, generators="translate_x",
+    print(sweep("layerwise", finals, ZOO_RUN, test_data, LAYERWISE_IMAGES, generators="translate_x",
                 probes=PROBES))  # fmt: skip
     medium = [t for t in finals if "-m-" in t]
-    print(sweep("layerwise", medium, "cifar-zoo-generators", test_data, LAYERWISE_IMAGES, generators="layerwise",
+    print(sweep("layerwise", medium, ZOO_GENERATORS_RUN, test_data, LAYERWISE_IMAGES, generators="layerwise",
                 probes=PROBES))  # fmt: skip
-    print(sweep("baselines", finals, "cifar-zoo", test_data, BASELINE_IMAGES,
+    print(sweep("baselines", finals, ZOO_RUN, test_data, BASELINE_IMAGES,
                 metrics="eq_t,eq_t_frac,consistency_x,consistency_y", samples="20"))  # fmt: skip
 
 # %% [markdown]
@@ -124,7 +130,7 @@ if not SMOKE:
 
 # %%
 try:
-    e2e = results.load("cifar-zoo", "e2e", root=root)
+    e2e = results.load(ZOO_RUN, "e2e", root=root)
     tx = e2e[(e2e.generator == "translate_x") & (e2e.image_model == "bilinear") & e2e.model.isin(finals)]
     display(tx.groupby("model").agg(lee=("mean_abs", "median"), top1=("correct", "mean"), images=("image", "nunique")))
 except FileNotFoundError:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -182,3 +183,22 @@ def test_runner_measures_a_zoo_model_on_cifar_images_with_its_accuracy(tmp_path)
     table = load("z", "e2e", root=tmp_path)
     assert len(table) == 3 and table["label"].between(0, 9).all() and table["correct"].notna().all()
     assert set(table["input_size"]) == {32}  # CIFAR images at the zoo's own 32 px, not upsampled
+
+
+def test_normalised_experiment_agrees_with_e2e_on_the_raw_lee(tmp_path):
+    """``e2e-normalised`` is the same Lie derivative as ``e2e`` (same model, same images: the raw ``mean_abs``
+    agrees), with the unit-free ratio beside it (its analytic value is tested in test_any_model)."""
+    from lieq.paths import local_data
+    from lieq.results import load
+    from lieq.runner import run_sweep
+
+    folder = local_data("cifar10-test")
+    if folder is None:
+        pytest.skip("no CIFAR-10 test folder in ../shared/data")
+    kw = dict(weights="random", data=f"cifar10:{folder}", n_images=3, run="z", root=tmp_path, progress=False)
+    run_sweep("e2e", "cifar-convnext-s-noaug", config={"generators": "translate_x"}, **kw)
+    run_sweep("e2e-normalised", "cifar-convnext-s-noaug", config={"sensitivity_draws": 2}, **kw)
+    raw, norm = load("z", "e2e", root=tmp_path), load("z", "e2e-normalised", root=tmp_path)
+    both = raw.merge(norm, on=["image", "generator"], suffixes=("", "_n"))
+    assert len(both) == 3 and np.allclose(both.mean_abs, both.mean_abs_n, rtol=1e-5)
+    assert np.isfinite(both.normalised).all() and (both.normalised > 0).all() and (both.sensitivity > 0).all()

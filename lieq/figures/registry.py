@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .. import results
-from ..conventions import ALIASING_RUN, CIFAR_RUN, IMAGE_MODEL_RUN
+from ..conventions import ALIASING_RUN, CIFAR_RUN, IMAGE_MODEL_RUN, ZOO_RUN, ZOO_TRAIN_RUN
 from ..paths import CATALOGUE, figures_dir, repo_root, zoo_root
 from . import style
 
@@ -164,8 +164,8 @@ class FigureContext:
     aliasing_run: str = ALIASING_RUN
     image_model_run: str = IMAGE_MODEL_RUN
     cifar_run: str = CIFAR_RUN
-    zoo_run: str = "cifar-zoo"
-    zoo_train_run: str = "cifar-zoo-train"
+    zoo_run: str = ZOO_RUN
+    zoo_train_run: str = ZOO_TRAIN_RUN
     zoo_setting: str = "cpu"
     root: str | Path | None = None
     out_dir: str | Path = field(default_factory=figures_dir)
