@@ -57,9 +57,9 @@ def synthetic_e2e(zoo: pd.DataFrame, rng, image_model: str, scale: float = 1.0) 
     return pd.concat(frames, ignore_index=True)
 
 
-def _save(root, run, table):
+def _save(root, run, table, experiment="e2e"):
     for model, t in table.groupby("model", sort=False):
-        results.save(t, run, "e2e", model, {"k": 1}, {**PROV, "weights": f"file:{model}.safetensors"}, root=root)
+        results.save(t, run, experiment, model, {"k": 1}, {**PROV, "weights": f"file:{model}.safetensors"}, root=root)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,9 @@ def zoo_store(tmp_path_factory):
     _save(tmp / "results", "cifar-zoo", test)
     finals = zoo[zoo["tag"] == zoo["model"]]
     _save(tmp / "results", "cifar-zoo-train", synthetic_e2e(finals, rng, "bilinear", 0.9))
+    normalised = synthetic_e2e(zoo, rng, "bilinear").query("generator == 'translate_x'")
+    normalised = normalised.assign(normalised=2 * normalised["mean_abs"], sensitivity=0.01)
+    _save(tmp / "results", "cifar-zoo", normalised, "e2e-normalised")
     return tmp, zoo, test
 
 
@@ -117,6 +120,8 @@ def test_every_zoo_figure_draws_from_the_store_in_the_house_style(zoo_store, mon
         if os.environ.get("LIEQ_SYNTHETIC_FIGURES"):
             style.save(fig, os.environ["LIEQ_SYNTHETIC_FIGURES"], name, dpi=110)
     assert "Spearman rho" in figs["zoo_image_model_check"].axes[0].get_title()
+    training = figs["zoo_lee_through_training"].axes  # raw row and normalised row, one panel per family each
+    assert len(training) == 8 and "normalised" in training[4].get_ylabel()
     seen = check_colours(figs)
     assert {"CNN", "ConvNeXt", "ViT", "Mixer"} <= set(seen)
     check_legends_clear(figs)

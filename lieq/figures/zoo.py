@@ -149,33 +149,51 @@ def zoo_lee_vs_accuracy(e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str = "
 
 
 def zoo_lee_through_training(e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str = "translate_x",
-                             stat: str = "mean_abs") -> Figure:  # fmt: skip
+                             stat: str = "mean_abs", normalised: pd.DataFrame | None = None) -> Figure:  # fmt: skip
     """LEE through training, one panel per family: median over test images (bootstrap 95 % band) at each checkpoint;
-    line style by size (dashed small, solid medium), markers filled with augmentation and open without."""
-    pm = _joined(e2e, zoo, generator, stat)
+    line style by size (dashed small, solid medium), markers filled with augmentation and open without.
+
+    With ``normalised`` (an ``e2e-normalised`` table), a second row shows the unit-free LEE
+    ``||L_g p|| / (||v_g|| s(x))`` of the same checkpoints (:mod:`lieq.metrics`): the raw softmax LEE of an untrained
+    network is small because its near-uniform output hardly moves at all, so only the ratio to the output's change
+    under a random perturbation of the same size says whether training made a model *more equivariant* (falling) or
+    merely *more sensitive* (the raw LEE rising with a flat ratio).  1 = as sensitive to the transformation as to
+    white noise of the same norm."""
+    rows = [(_joined(e2e, zoo, generator, stat), f"{label(generator)} LEE\n(softmax, log)")]
+    if normalised is not None and not normalised.empty:
+        rows.append((_joined(normalised, zoo, generator, "normalised"), f"normalised {label(generator)} LEE\n"
+                     "(||L p|| / (||v|| s), log)"))  # fmt: skip
+    pm = rows[0][0]
     fams = [f for f in ZOO_FAMILY_ORDER if f in set(pm["family"])]
-    fig, axes = plt.subplots(1, len(fams), figsize=(TWO_COL, 2.4), sharey=True, squeeze=False)
+    epochs = sorted(pm["epoch"].unique())
+    fig, axes = plt.subplots(len(rows), len(fams), figsize=(TWO_COL, 2.2 * len(rows) + 0.3), sharey="row",
+                             sharex=True, squeeze=False)  # fmt: skip
+    for (table, ylabel), row in zip(rows, axes):
+        for ax, fam in zip(row, fams):
+            color = FAMILY_COLORS[fam]
+            for _, g in table[table["family"] == fam].sort_values("epoch").groupby("model"):
+                r = g.iloc[0]
+                ax.fill_between(g["epoch"], g["lo"], g["hi"], color=color, alpha=0.12, lw=0)
+                ax.plot(g["epoch"], g["lee"], ls=SIZE_LINESTYLES.get(r["size"], "-"), color=color, lw=1.0,
+                        marker="o", ms=3.5, mfc=color if r["augment"] == "aug" else "white", mec=color)  # fmt: skip
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(epochs, [str(int(e)) for e in epochs])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+        row[0].set_yscale("log")
+        _plain_log_ticks(row[0], "y")
+        row[0].set_ylabel(ylabel, fontsize=7)
     for ax, fam in zip(axes[0], fams):
-        color = FAMILY_COLORS[fam]
-        for _, g in pm[pm["family"] == fam].sort_values("epoch").groupby("model"):
-            r = g.iloc[0]
-            ax.fill_between(g["epoch"], g["lo"], g["hi"], color=color, alpha=0.12, lw=0)
-            ax.plot(g["epoch"], g["lee"], ls=SIZE_LINESTYLES.get(r["size"], "-"), color=color, lw=1.0, marker="o",
-                    ms=3.5, mfc=color if r["augment"] == "aug" else "white", mec=color)  # fmt: skip
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted(pm["epoch"].unique()), [str(int(e)) for e in sorted(pm["epoch"].unique())])
         ax.set_title(fam, fontsize=8)
+    for ax in axes[-1]:
         ax.set_xlabel("epoch (log scale)")
-    axes[0, 0].set_yscale("log")
-    axes[0, 0].set_ylabel(f"{label(generator)} LEE (log)")
     handles = [plt.Line2D([], [], ls=ls, color="0.3") for ls in SIZE_LINESTYLES.values()]
     handles += [plt.Line2D([], [], ls="", marker="o", color="0.3"),
                 plt.Line2D([], [], ls="", marker="o", color="0.3", mfc="white")]  # fmt: skip
     fig.legend(handles, ["small", "medium", AUG_LABELS["aug"], AUG_LABELS["noaug"]], loc="upper center",
                bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False)  # fmt: skip
-    n_img = int(pm["n_images"].median())
-    fig.suptitle(f"CIFAR-10 zoo: {lee_label(stat, generator)} through training (median over {n_img} test "
-                 "images, bootstrap 95 % band)", fontsize=8)  # fmt: skip
+    counts = " / ".join(f"{int(t['n_images'].median())}" for t, _ in rows)
+    fig.suptitle(f"CIFAR-10 zoo: {label(generator)} LEE through training (median over {counts} test images per "
+                 "checkpoint, bootstrap 95 % band)", fontsize=8)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -330,10 +348,17 @@ def _zoo_vs_acc(ctx: FigureContext):
 @figure("zoo_lee_through_training", "new (zoo)", needs=Needs("zoo", "e2e", min_models=5, min_images=100,
                                                              text="run `cifar-zoo` / e2e, every checkpoint"))
 def _zoo_training(ctx: FigureContext):
-    """Translation LEE through training, per family, size and augmentation. Whether equivariance is learned early or
-    late, and whether the families separate from initialisation on."""
+    """Translation LEE through training, per family, size and augmentation, raw (top) and normalised by the output's
+    sensitivity to random perturbations (bottom, when measured). Whether equivariance is learned early or late, and
+    whether a rising raw LEE means less equivariance or only a more confident, more sensitive output."""
     e2e = _zoo_e2e(ctx, image_model=ctx.image_model)
-    return zoo_lee_through_training(e2e, ctx.zoo()), note(e2e)
+    try:
+        normalised = ctx.table(ctx.zoo_run, "e2e-normalised")
+        normalised = normalised[normalised["image_model"] == ctx.image_model]
+    except MissingData:
+        normalised = None
+    text = note(e2e) + ("" if normalised is None or normalised.empty else f"; normalised: {note(normalised)}")
+    return zoo_lee_through_training(e2e, ctx.zoo(), normalised=normalised), text
 
 
 @figure("zoo_augmentation_effect", "new (zoo)", needs=Needs("zoo", "e2e", min_models=2, min_images=100,
