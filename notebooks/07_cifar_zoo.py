@@ -65,6 +65,7 @@ from IPython.display import display
 
 from lieq import cifar_zoo, results
 from lieq.conventions import ZOO_GENERATORS_RUN, ZOO_RUN, ZOO_TRAIN_RUN
+from lieq.figures.zoo import zoo_summary
 from lieq.paths import local_data, results_root
 from lieq.pipeline import check_sweep, pick_device
 from lieq.runner import run_sweep
@@ -125,13 +126,18 @@ if not SMOKE:
                 metrics="eq_t,eq_t_frac,consistency_x,consistency_y", samples="20"))  # fmt: skip
 
 # %% [markdown]
-# Median translation LEE per final model (test images, bilinear image model). The figures (notebook 05, section
-# "zoo") plot these against accuracy, through training, per augmentation regime, per image model and train vs test.
+# The zoo table of the final models: parameters, epochs, test accuracy (all 10k test images), training time, and the
+# median translation LEE over the test images under each image model, with the normalised LEE (`e2e-normalised`).
+# The figures (notebook 05, section "zoo") plot these against accuracy, through training, per augmentation regime,
+# per image model and train vs test.
 
 # %%
 try:
     e2e = results.load(ZOO_RUN, "e2e", root=root)
-    tx = e2e[(e2e.generator == "translate_x") & (e2e.image_model == "bilinear") & e2e.model.isin(finals)]
-    display(tx.groupby("model").agg(lee=("mean_abs", "median"), top1=("correct", "mean"), images=("image", "nunique")))
+    try:
+        normalised = results.load(ZOO_RUN, "e2e-normalised", root=root)
+    except FileNotFoundError:
+        normalised = None
+    display(zoo_summary(e2e, pd.read_csv(table), normalised=normalised).round(3))
 except FileNotFoundError:
     print("no zoo results yet")

@@ -103,6 +103,20 @@ def test_paired_augmentation_ratios_are_per_image_ratios_of_the_same_images(zoo_
     assert (pr["median"] < 1).all()  # the synthetic augmentation lowers the LEE by 1/1.3
 
 
+def test_zoo_summary_has_one_row_per_final_model_with_its_medians(zoo_store):
+    _, zoo, test = zoo_store
+    summary = Z.zoo_summary(test, zoo)
+    finals = zoo[zoo["tag"] == zoo["model"]]
+    assert set(summary.index) == set(finals["tag"]) and (summary["epochs"] == EPOCHS[-1]).all()
+    name = finals["tag"].iloc[3]
+    d = test[(test.model == name) & (test.generator == "translate_x")]
+    for im in ("bilinear", "central"):
+        expected = d.loc[d.image_model == im, "mean_abs"].median()
+        assert summary.loc[name, f"lee_{im}"] == pytest.approx(expected)
+        assert summary.loc[name, f"lo_{im}"] <= expected <= summary.loc[name, f"hi_{im}"]
+    assert summary.loc[name, "test_top1"] == pytest.approx(100 * finals.set_index("tag").loc[name, "test_acc"])
+
+
 def test_every_zoo_figure_draws_from_the_store_in_the_house_style(zoo_store, monkeypatch):
     tmp, _, _ = zoo_store
     monkeypatch.setenv("LIEQ_ZOO", str(tmp / "zoo"))

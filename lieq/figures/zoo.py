@@ -323,6 +323,31 @@ def zoo_train_vs_test(test: pd.DataFrame, train: pd.DataFrame, zoo: pd.DataFrame
     return fig
 
 
+def zoo_summary(e2e: pd.DataFrame, zoo: pd.DataFrame, generator: str = "translate_x", stat: str = "mean_abs",
+                normalised: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+    """The zoo table of the final models: family, size, augmentation, parameters (M), epochs, CIFAR-10 test top-1 (%,
+    all 10k test images), training time (s; seconds per epoch x epochs, from the zoo table) and, per image model in
+    ``e2e``, the median ``stat`` LEE of ``generator`` over the test images (``lee_<image model>``, with the
+    bootstrap 95 % interval ``lo_`` / ``hi_``); with ``normalised`` also the median normalised LEE."""
+    meta = zoo_meta(zoo)
+    fin = meta[meta["final"]]
+    out = fin[["family", "size", "augment"]].copy()
+    out["params_M"] = pd.to_numeric(fin["params"]) / 1e6
+    out["epochs"] = fin["epoch"].astype(int)
+    out["test_top1"] = fin["test_top1"]
+    if "s_per_epoch" in fin:
+        out["train_s"] = pd.to_numeric(fin["s_per_epoch"]) * fin["epoch"]
+    parts = [(im, e2e[e2e["image_model"] == im], stat) for im in sorted(set(e2e["image_model"]))]
+    if normalised is not None and not normalised.empty:
+        parts.append(("normalised", normalised, "normalised"))
+    for name, table, column in parts:
+        pc = per_checkpoint(table, generator, column)
+        out = out.join(pc[["lee", "lo", "hi", "n_images"]].add_suffix(f"_{name}"), how="left")
+    out = out[out.filter(like="lee_").notna().any(axis=1)]
+    out["k"] = out["family"].map({f: i for i, f in enumerate(ZOO_FAMILY_ORDER)})
+    return out.sort_values(["k", "size", "augment"], ascending=[True, False, False]).drop(columns="k")
+
+
 # ---------------------------------------------------------------------------------------------- registration
 
 
