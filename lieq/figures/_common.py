@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -22,8 +23,12 @@ def _require(df: object, columns: Iterable[str], what: str) -> pd.DataFrame:
 
 
 def weights_kind(weights: object) -> str:
-    """The kind of a weights source string: ``pip``, ``hub``, ``random``, ``file`` (text before the first ``:``)."""
-    return str(weights).split(":", 1)[0]
+    """The kind of a weights source string: ``pip``, ``hub``, ``random``, ``file`` (text before the first ``:``), and
+    ``zoo`` for a ``file:`` source that is a checkpoint of the CIFAR-10 zoo trained here (``.../final/cifar-*`` or
+    ``.../checkpoints/cifar-*``, what :func:`lieq.cifar_zoo.load_model` records)."""
+    kind, _, rest = str(weights).partition(":")
+    zoo_file = r"[/\\](final|checkpoints)[/\\]cifar-[a-z]+-[a-z]+-[a-z]+(@e\d+)?\.safetensors$"
+    return "zoo" if kind == "file" and re.search(zoo_file, rest) else kind
 
 
 def _weights_label(df: pd.DataFrame, allow_mixed: bool = False, what: str = "table") -> str:

@@ -85,10 +85,11 @@ def _cumulative_panel(
     lines = [f"{c} {shares[c]:.0f} %" for c in CATEGORIES if c in shares and shares[c] >= 0.5]
     trimmed = len(order) - last
     lines += [extra] if extra else []
-    lines += [f"(last {trimmed} calls,\n< 0.05 % each, cut)"] if trimmed else []
+    if trimmed:
+        lines.append(f"(last {trimmed} calls,\n< 0.05 % each, cut)" if trimmed > 1 else "(last call, < 0.05 %, cut)")
     ax.text(0.97, 0.03, "\n".join(lines), transform=ax.transAxes, va="bottom", ha="right", fontsize=7)
     ax.set_title(title, fontsize=7)
-    ax.set_xlabel("layer call (execution order)")
+    ax.set_xlabel("layer call, in order")
     return total
 
 
@@ -126,7 +127,9 @@ def cumulative_layerwise(
         m = _layer_means(layers, model, generator, what)
         n_img = layers[(layers["model"] == model) & (layers["generator"] == generator)]["image"].nunique()
         total = float(m["contribution"].sum())
-        title = f"ours: {model_label(model)}\n{n_img} images, total {total:.3g}"
+        name = model_label(model)
+        name = name.replace(", ", "\n", 1) if len(name) > 16 else name  # "zoo ViT-m\nno aug": narrow panels
+        title = f"ours: {name}\n{n_img} images, total {total:.3g}"
         extra = ""
         if per_image is not None and {"model", "generator", "unattributed"} <= set(per_image.columns):
             u = per_image[(per_image["model"] == model) & (per_image["generator"] == generator)]["unattributed"]
