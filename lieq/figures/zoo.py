@@ -36,10 +36,11 @@ section(
     "zoo",
     "New: a controlled zoo trained here (CIFAR-10)",
     (
-        "Sixteen models trained with one recipe on CIFAR-10: four families (ResNet-style CNN, patchify ConvNeXt, "
-        "ViT and MLP-Mixer, all patch or stem 2-4 px) x two sizes x two augmentation regimes (none; random crops "
-        "and flips), with checkpoints through training. Family, size, augmentation and training time change one "
-        "at a time, which the paper's pretrained models cannot do."
+        "Models trained here with one recipe on CIFAR-10 (lieq.cifar_zoo): four families (ResNet-style CNN, "
+        "patchify ConvNeXt, ViT and MLP-Mixer, all patch or stem 2-4 px), two sizes, two augmentation regimes "
+        "(none; random crops and flips), with checkpoints through training; the figures say how many are trained. "
+        "Family, size, augmentation and training time change one at a time, which the paper's pretrained models "
+        "cannot do."
     ),
 )
 
