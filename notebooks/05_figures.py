@@ -191,56 +191,40 @@ show("cifar_resnet_depth")
 
 # %% [markdown]
 # ## New: a controlled zoo trained here (CIFAR-10)
-# Models trained here with one recipe (`lieq.cifar_zoo`, `make zoo`; 20k CIFAR-10 training images x 10 epochs on
-# the CPU): a ResNet-style CNN, a patchify ConvNeXt, a ViT and an MLP-Mixer (patch or stem 2-4 px), two sizes, with
-# and without translation augmentation (random crops of the 4 px padded image and flips), with checkpoints through
-# training; measured by `notebooks/07_cifar_zoo`. Family, size, augmentation and training time change one at a
-# time, which the paper's pretrained ImageNet models cannot do. These are small, short-trained models (53-67 % test
-# accuracy): a controlled experiment, not a reproduction of the paper's accuracy range.
+# Models trained here with one recipe (lieq.cifar_zoo, `make zoo`; 20k CIFAR-10 training images x 10 epochs on the
+# CPU): a ResNet-style CNN, a patchify ConvNeXt, a ViT and an MLP-Mixer (patch or stem 2-4 px), two sizes, with and
+# without translation augmentation (random crops of the 4 px padded image, and flips), with checkpoints through
+# training; measured by notebooks/07_cifar_zoo. Family, size, augmentation and training time change one at a time,
+# which the paper's pretrained ImageNet models cannot do; the figures say how many models are trained. These are
+# small, briefly trained models (about 52-67 % test accuracy): a controlled experiment, not the paper's accuracy
+# range.
 #
-# **LEE vs accuracy.** The paper's Fig. 1 (right) trend is that more accurate models have a lower LEE. Across these
-# final models, and along every training trajectory, the raw softmax LEE *rises* with accuracy: a network at
-# initialisation has a near-uniform output that hardly moves under any change, and training makes it confident and
-# sensitive. The paper's trend is a statement about well-trained models; this zoo does not reach that regime.
+# LEE vs accuracy: the paper's trend is a lower LEE for more accurate models. Across these final models, and along
+# every training trajectory, the raw softmax LEE rises with accuracy instead: an untrained network's near-uniform
+# output hardly moves under any change, and training makes it confident and sensitive. Through training, the second
+# row shows the normalised LEE (experiment e2e-normalised: the Lie derivative's norm over the output's change for a
+# random perturbation of the same size), which separates more equivariant from merely more sensitive.
+#
+# Augmentation: paired per-image ratios on the same test images. A ratio below 1 for translation but not for the
+# rotation control would be equivariance learned from the augmentation; below 1 for both, a model that is smoother
+# overall. The image-model check asks whether the family order survives the bicubic central image model, train vs
+# test whether learned equivariance holds off the training set (the paper finds it similar), and the cumulative
+# layerwise panels are the paper's Fig. 4 with transformers and Mixers trained here.
 
 # %%
 show("zoo_lee_vs_accuracy")
 
-# %% [markdown]
-# **Through training.** Top row: the raw LEE grows for every family as training proceeds. Bottom row: the
-# *normalised* LEE (the Lie derivative's norm over the output's change for a random perturbation of the same size,
-# experiment `e2e-normalised`) separates "more equivariant" from "more sensitive". Where it falls late in training,
-# the model is learning translation equivariance relative to its overall sensitivity.
-
 # %%
 show("zoo_lee_through_training")
-
-# %% [markdown]
-# **Augmentation.** Paired per-image ratios, same test images, final models of the same family and size. A ratio
-# below 1 for translation but not for the rotation control would be equivariance learned *from the augmentation*;
-# a ratio below 1 for both is a model that is smoother overall.
 
 # %%
 show("zoo_augmentation_effect")
 
-# %% [markdown]
-# **Image model.** The same final models under the paper's bilinear image model and the bicubic `central` one. Where
-# the family order changes between the two, a conclusion about families is partly a conclusion about the image
-# model (see also "how much of the LEE is the image model" above).
-
 # %%
 show("zoo_image_model_check")
 
-# %% [markdown]
-# **Train vs test.** Learned equivariance that held only on the training distribution would put points below the
-# diagonal; the paper finds the LEE similar on training and test images.
-
 # %%
 show("zoo_train_vs_test")
-
-# %% [markdown]
-# **Where the error arises (the paper's Fig. 4 with models trained here).** Cumulative layerwise translation error
-# of the largest trained model of each family, beside the paper's ViT-Small bars.
 
 # %%
 show("zoo_fig4b_cumulative")
