@@ -250,4 +250,3 @@ def e2e_normalised_experiment(
         sensitivity_draws=int(sensitivity_draws),
         seed=int(seed),
     )
-
